@@ -1,0 +1,6 @@
+"""`python -m remediate`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
