@@ -1,0 +1,135 @@
+"""Typed side effects. Each describes itself, shows its diff, and knows how to execute."""
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .facts import FileFact, write_file
+from .results import CommandOutput
+from .transport.base import Transport
+
+
+@dataclass(frozen=True)
+class ExecContext:
+    """What executing an action may use: the host's one transport, the run id, a clock and a sleep."""
+
+    host: str
+    transport: Transport
+    run_id: str
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    progress: Callable[[str], None] = lambda message: None
+    verify_timeout: float = 900.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What executing an action produced."""
+
+    output: CommandOutput | None = None
+    message: str = ""
+    failed: bool = False
+    pending: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Action:
+    """Base action. `runs_in_check`: read-only, so it runs in check mode too; `is_change`: counts as a change."""
+
+    runs_in_check = False
+    is_change = True
+
+    def describe(self) -> str:
+        """One line saying what it does."""
+        raise NotImplementedError
+
+    def diff(self, host: str) -> str:
+        """A unified diff, when the action edits a file."""
+        return ""
+
+    def paths(self) -> tuple[str, ...]:
+        """Files this action changes."""
+        return ()
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        """Do it."""
+        raise NotImplementedError
+
+
+def backup_path(path: str, run_id: str) -> str:
+    """Where the original of an edited file is kept on the host."""
+    return f"{path}.remediate-{run_id}.bak"
+
+
+def unified_diff(host: str, path: str, before: str, after: str) -> str:
+    """A diff headed --- HOST:PATH / +++ HOST:PATH."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), f"{host}:{path}", f"{host}:{path}"
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class WriteFile(Action):
+    """Replace a file's content atomically, if it still is what was read."""
+
+    path: str
+    before: FileFact
+    content: bytes
+    before_text: str
+    after_text: str
+    mode: str = "644"
+
+    def describe(self) -> str:
+        return f"{'edit' if self.before.exists else 'create'} {self.path}"
+
+    def diff(self, host: str) -> str:
+        return unified_diff(host, self.path, self.before_text, self.after_text)
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        backup = backup_path(self.path, ctx.run_id)
+        write_file(ctx.transport, self.path, self.content, self.before.sha256, backup, self.mode)
+        return Outcome(message=f"wrote {self.path}" + (f" (backup {backup})" if self.before.exists else ""))
+
+
+@dataclass(frozen=True)
+class RunCommand(Action):
+    """Run argv on the host; read-only commands run in check mode too and never count as a change."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: str | None = None
+    cwd: str | None = None
+    read_only: bool = False
+    timeout: float | None = None
+
+    @property
+    def runs_in_check(self) -> bool:  # type: ignore[override]
+        return self.read_only
+
+    @property
+    def is_change(self) -> bool:  # type: ignore[override]
+        return not self.read_only
+
+    def describe(self) -> str:
+        import shlex
+
+        return ("run " if not self.read_only else "query ") + shlex.join(self.argv)
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        result = ctx.transport.run(
+            self.argv,
+            stdin=self.stdin.encode() if self.stdin is not None else None,
+            env=self.env or None,
+            cwd=self.cwd,
+            timeout=self.timeout,
+        )
+        output = CommandOutput(self.argv, result.rc, result.out, result.err)
+        return Outcome(output=output, failed=result.rc != 0, message="" if result.ok else f"exit {result.rc}")

@@ -1,0 +1,144 @@
+"""Frozen results of a run: per step, per host, and the whole run with its exit code."""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Location
+
+
+class Status(enum.Enum):
+    """Outcome of a step or a host."""
+
+    OK = "ok"
+    CHANGED = "changed"
+    WOULD_CHANGE = "would_change"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+    PENDING = "pending"
+
+
+class ExitCode(enum.IntEnum):
+    """The documented exit codes (README's table)."""
+
+    OK = 0
+    FAILED = 1
+    PENDING_CHANGES = 2
+    INVALID_INPUT = 3
+    VERIFY_PENDING = 4
+    INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What a command step saw, for `register:` and reports."""
+
+    argv: tuple[str, ...]
+    rc: int | None
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step on one host."""
+
+    name: str
+    kind: str
+    status: Status
+    where: Location
+    diff: str = ""
+    actions: tuple[str, ...] = ()
+    message: str = ""
+    output: CommandOutput | None = None
+    changed_paths: tuple[str, ...] = ()
+    handler: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """Changed, or would change in check mode."""
+        return self.status in (Status.CHANGED, Status.WOULD_CHANGE)
+
+    def as_vars(self) -> dict[str, Any]:
+        """The view of this result that `register:` exposes to templates."""
+        out = self.output
+        values: dict[str, Any] = {
+            "status": self.status.value,
+            "changed": self.changed,
+            "failed": self.status == Status.FAILED,
+            "skipped": self.status == Status.SKIPPED,
+            "message": self.message,
+            "rc": out.rc if out else None,
+            "stdout": out.stdout if out else "",
+            "stderr": out.stderr if out else "",
+            "stdout_lines": out.stdout.splitlines() if out else [],
+        }
+        values.update(self.data)
+        return values
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """Everything that happened on one host."""
+
+    host: str
+    status: Status
+    steps: tuple[StepResult, ...] = ()
+    message: str = ""
+    notices: tuple[str, ...] = ()
+
+    def count(self, status: Status) -> int:
+        """How many steps ended with that status."""
+        return sum(1 for s in self.steps if s.status == status)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A whole run; it owns the exit code."""
+
+    run_id: str
+    mode: str
+    hosts: tuple[HostResult, ...]
+    interrupted: bool = False
+
+    def summary(self) -> dict[str, int]:
+        """Counts of hosts by outcome."""
+        counts = {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "pending": 0}
+        for host in self.hosts:
+            if host.status == Status.UNREACHABLE:
+                counts["unreachable"] += 1
+            elif host.status == Status.FAILED:
+                counts["failed"] += 1
+            elif host.status == Status.PENDING:
+                counts["pending"] += 1
+            elif host.status in (Status.CHANGED, Status.WOULD_CHANGE):
+                counts["changed"] += 1
+            else:
+                counts["ok"] += 1
+        return counts
+
+    def exit_code(self) -> ExitCode:
+        """0 in sync, 1 failure/unreachable, 2 check found changes, 4 verification pending, 130 interrupted."""
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        statuses = {h.status for h in self.hosts}
+        if statuses & {Status.FAILED, Status.UNREACHABLE}:
+            return ExitCode.FAILED
+        if Status.PENDING in statuses:
+            return ExitCode.VERIFY_PENDING
+        if self.mode == "check" and Status.WOULD_CHANGE in statuses:
+            return ExitCode.PENDING_CHANGES
+        return ExitCode.OK
+
+
+def host_status(steps: tuple[StepResult, ...]) -> Status:
+    """A host's status from its steps: failed beats pending beats changed beats ok."""
+    statuses = {s.status for s in steps}
+    for status in (Status.UNREACHABLE, Status.FAILED, Status.PENDING, Status.WOULD_CHANGE, Status.CHANGED):
+        if status in statuses:
+            return status
+    return Status.OK
