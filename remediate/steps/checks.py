@@ -1,0 +1,53 @@
+"""Assertions on variables and registered results (Ansible's assert)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import templating
+from ..actions import Action, ExecContext, Outcome
+from ..errors import StepError
+from .base import Facts, PlanContext, Step
+
+
+@dataclass(frozen=True)
+class Warning_(Action):
+    """A failed `warn: true` assertion: reported, never a change, never a failure."""
+
+    runs_in_check = True
+    is_change = False
+    text: str
+
+    def describe(self) -> str:
+        return f"warning: {self.text}"
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        return Outcome(message=f"WARNING: {self.text}", data={"warning": self.text})
+
+
+@dataclass(frozen=True)
+class Assert(Step):
+    """Every expression in `that` must be true; with `warn: true` a false one is a warning.
+
+    ```yaml
+    - name: beat is not forced to another scheduler on its command line
+      assert:
+        that: ["'-S' not in beat.command and '--scheduler' not in beat.command"]
+        fail_msg: "celery_beat's command forces a scheduler: {{ beat.command | join(' ') }}"
+    ```
+    """
+
+    kind = "assert"
+    that: tuple[str, ...]
+    fail_msg: str = ""
+    warn: bool = False
+
+    def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
+        for expression in self.that:
+            value: Any = templating.evaluate(expression, ctx.vars, self.where, f"assert {expression!r}")
+            if not value:
+                text = self.fail_msg or f"assertion failed: {expression}"
+                if self.warn:
+                    return (Warning_(text),)
+                raise StepError(text)
+        return ()

@@ -1,0 +1,173 @@
+"""File steps: Python-aware edits, lines in files, rendered templates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..actions import Action, WriteFile
+from ..errors import StepError
+from ..facts import FileFact, read_file
+from .base import Facts, PlanContext, Probe, Step
+
+
+@dataclass(frozen=True)
+class FileProbe(Probe):
+    """The content, mode and owner of one file."""
+
+    path: str
+
+    def gather(self, transport: Any) -> FileFact:
+        return read_file(transport, self.path)
+
+
+def _edit(fact: FileFact, edit: Any) -> tuple[Action, ...]:
+    """Decode, apply a pure text edit, validate, and plan a write only if the bytes differ."""
+    from .. import textpatch
+
+    if not fact.exists:
+        raise StepError(f"{fact.path} does not exist")
+    try:
+        text, fmt = textpatch.decode(fact.data)
+        new_text = edit(text)
+    except textpatch.EditError as exc:
+        at = f":{exc.line}" if exc.line else ""
+        raise StepError(f"{fact.path}{at}: {exc.message}") from None
+    content = textpatch.encode(new_text, fmt)
+    if content == fact.data:
+        return ()
+    return (WriteFile(fact.path, fact, content, text, new_text),)
+
+
+@dataclass(frozen=True)
+class PythonAssignment(Step):
+    """Ensure a module-level assignment `NAME = value`, found by parsing, replaced in place or inserted.
+
+    ```yaml
+    - name: beat uses the database scheduler
+      python_assignment:
+        path: "{{ compose_dir }}/backend/edms/settings/base.py"
+        name: CELERY_BEAT_SCHEDULER
+        value: django_celery_beat.schedulers:DatabaseScheduler
+        after: CELERY_BEAT_SCHEDULE_FILENAME
+    ```
+    """
+
+    kind = "python_assignment"
+    path: str
+    name: str
+    value: Any
+    after: str | None = None
+
+    def probes(self) -> tuple[Probe, ...]:
+        return (FileProbe(self.path),)
+
+    def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
+        from ..pyedit import ensure_assignment
+
+        if not self.name.isidentifier():
+            raise StepError(f"{self.name!r} is not a Python name")
+        return _edit(facts[FileProbe(self.path)], lambda text: ensure_assignment(text, self.name, self.value, after=self.after))
+
+
+@dataclass(frozen=True)
+class PythonStatement(Step):
+    """Ensure a statement inside a function or method (created when the class lacks it), matched by meaning.
+
+    ```yaml
+    - name: integrity tasks imported when the app loads
+      python_statement:
+        path: "{{ compose_dir }}/backend/apps/audit/apps.py"
+        function: AuditConfig.ready
+        statement: import apps.audit.integrity_tasks  # noqa
+    ```
+    """
+
+    kind = "python_statement"
+    path: str
+    function: str
+    statement: str
+    module: str | None = None
+
+    def probes(self) -> tuple[Probe, ...]:
+        return (FileProbe(self.path),)
+
+    def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
+        from ..pyedit import ensure_statement
+
+        return _edit(
+            facts[FileProbe(self.path)],
+            lambda text: ensure_statement(text, self.function, self.statement, module=self.module),
+        )
+
+
+@dataclass(frozen=True)
+class LineInFile(Step):
+    """Ensure a line is present (after/before a unique anchor regex) or absent.
+
+    ```yaml
+    - name: scheduler setting present
+      lineinfile:
+        path: /srv/app/settings.py
+        line: "CELERY_BEAT_SCHEDULER = 'django_celery_beat.schedulers:DatabaseScheduler'"
+        after: "^CELERY_BEAT_SCHEDULE_FILENAME"
+    ```
+    """
+
+    kind = "lineinfile"
+    path: str
+    line: str
+    state: str = "present"
+    regexp: str | None = None
+    after: str | None = None
+    before: str | None = None
+
+    def probes(self) -> tuple[Probe, ...]:
+        return (FileProbe(self.path),)
+
+    def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
+        from ..textpatch import ensure_line
+
+        if self.state not in ("present", "absent"):
+            raise StepError(f"state must be 'present' or 'absent', not {self.state!r}")
+        return _edit(
+            facts[FileProbe(self.path)],
+            lambda text: ensure_line(
+                text, self.line, state=self.state, regexp=self.regexp, after=self.after, before=self.before
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Template(Step):
+    """Render a Jinja2 template from templates/ to a file on the host (created when missing).
+
+    ```yaml
+    - name: beat settings override
+      template:
+        src: celery_override.py.j2
+        dest: "{{ compose_dir }}/backend/edms/settings/override.py"
+        mode: "644"
+    ```
+    """
+
+    kind = "template"
+    src: str
+    dest: str
+    mode: str = "644"
+
+    def probes(self) -> tuple[Probe, ...]:
+        return (FileProbe(self.dest),)
+
+    def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
+        from .. import templating, textpatch
+
+        fact: FileFact = facts[FileProbe(self.dest)]
+        rendered = templating.render_file(self.src, ctx.template_path, ctx.vars)
+        if fact.exists:
+            before, fmt = textpatch.decode(fact.data)
+            content = textpatch.encode(rendered, fmt)
+        else:
+            before, content = "", rendered.encode()
+        if fact.exists and content == fact.data:
+            return ()
+        return (WriteFile(self.dest, fact, content, before, rendered, self.mode),)
