@@ -1,0 +1,338 @@
+"""Docker Compose facts over the host's one connection: the compose model, containers, and the reload decision.
+
+The model comes from `docker compose config` (JSON; v1's YAML), the containers from `docker inspect` JSON.
+Parsing and deciding are pure functions; the gather functions are the only ones that talk to the host.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import StepError
+from .transport.base import Transport
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where a compose project lives on the host."""
+
+    dir: str
+    files: tuple[str, ...] = ()
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Compose:
+    """How to call compose on a host: v2 (`docker compose`) or v1 (`docker-compose`)."""
+
+    base: tuple[str, ...]
+
+    @property
+    def v2(self) -> bool:
+        """Compose v2 (supports --format json, exec -T, up --wait)."""
+        return self.base == ("docker", "compose")
+
+    def argv(self, project: Project, *args: str) -> tuple[str, ...]:
+        """The full argv of a compose command in a project."""
+        out = [*self.base, "--project-directory", project.dir]
+        for f in project.files:
+            out += ["-f", f if f.startswith("/") else posixpath.join(project.dir, f)]
+        if project.name:
+            out += ["-p", project.name]
+        return (*out, *args)
+
+
+def detect(transport: Transport) -> Compose:
+    """`docker compose` v2 when present, else Debian's `docker-compose` v1, else a clear error."""
+    script = "docker compose version >/dev/null 2>&1 && echo v2 && exit 0; " \
+             "command -v docker-compose >/dev/null 2>&1 && echo v1 && exit 0; echo none"
+    found = transport.run(["sh", "-c", script]).out.strip()
+    if found == "v2":
+        return Compose(("docker", "compose"))
+    if found == "v1":
+        return Compose(("docker-compose",))
+    raise StepError(f"{transport.name}: neither `docker compose` (v2) nor `docker-compose` (v1) is installed")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount or volume of a service."""
+
+    type: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the compose model, as far as reloads care."""
+
+    name: str
+    image: str | None
+    build_context: str | None
+    mounts: tuple[Mount, ...] = ()
+    healthcheck: bool = False
+    environment: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    """The compose model of a project."""
+
+    name: str
+    dir: str
+    services: Mapping[str, Service]
+
+    def service(self, name: str) -> Service:
+        """The service of that name, or a clear error."""
+        if name not in self.services:
+            raise StepError(f"no service {name!r} in compose project {self.dir} (services: {', '.join(sorted(self.services))})")
+        return self.services[name]
+
+    def builder(self, name: str) -> Service:
+        """The service whose `build:` makes the image `name` runs (itself when it builds)."""
+        service = self.service(name)
+        if service.build_context:
+            return service
+        for other in self.services.values():
+            if other.build_context and other.image and other.image == service.image:
+                return other
+        raise StepError(
+            f"service {name!r} runs image {service.image!r}, which no service of {self.dir} builds: it cannot be rebuilt here"
+        )
+
+
+def parse_model(text: str, project_dir: str) -> Model:
+    """Parse `docker compose config` output (JSON from v2, YAML from v1)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        doc = yaml.safe_load(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        raise StepError(f"unexpected `compose config` output for {project_dir}")
+    services = {}
+    for name, spec in doc["services"].items():
+        build = spec.get("build")
+        context = None
+        if isinstance(build, str):
+            context = build
+        elif isinstance(build, dict):
+            context = build.get("context")
+        if context and not context.startswith("/"):
+            context = posixpath.normpath(posixpath.join(project_dir, context))
+        mounts = []
+        for volume in spec.get("volumes") or ():
+            if isinstance(volume, dict):
+                mounts.append(Mount(volume.get("type", "volume"), volume.get("source", ""), volume.get("target", "")))
+            elif isinstance(volume, str):
+                source, _, rest = volume.partition(":")
+                target = rest.split(":")[0]
+                kind = "bind" if source.startswith(("/", ".")) else "volume"
+                if source.startswith("."):
+                    source = posixpath.normpath(posixpath.join(project_dir, source))
+                mounts.append(Mount(kind, source, target))
+        env = spec.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.partition("=")[::2] for item in env)
+        command = spec.get("command") or ()
+        if isinstance(command, str):
+            import shlex
+
+            command = shlex.split(command)
+        services[name] = Service(
+            name=name,
+            image=spec.get("image"),
+            build_context=context,
+            mounts=tuple(mounts),
+            healthcheck=bool(spec.get("healthcheck")) and not (spec.get("healthcheck") or {}).get("disable", False),
+            environment={str(k): "" if v is None else str(v) for k, v in env.items()},
+            command=tuple(str(c) for c in command),
+        )
+    name = doc.get("name") or _default_project_name(project_dir)
+    return Model(str(name), project_dir, services)
+
+
+def _default_project_name(project_dir: str) -> str:
+    base = posixpath.basename(project_dir.rstrip("/")).lower()
+    return "".join(c for c in base if c.isalnum() or c in "-_")
+
+
+def gather_model(transport: Transport, compose: Compose, project: Project) -> Model:
+    """Read the compose model: the source of truth for images, builds and mounts."""
+    test = transport.run(["test", "-d", project.dir])
+    if not test.ok:
+        raise StepError(f"compose project directory {project.dir} does not exist on {transport.name}")
+    args = ("config", "--format", "json") if compose.v2 else ("config",)
+    result = transport.run(compose.argv(project, *args))
+    if not result.ok:
+        raise StepError(f"`compose config` failed in {project.dir}: {result.err.strip()[-800:]}")
+    return parse_model(result.out, project.dir)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container of a service, from `docker inspect`."""
+
+    id: str
+    name: str
+    service: str
+    status: str
+    running: bool
+    health: str | None
+    started_at: datetime | None
+    image_id: str
+    exit_code: int
+    restart_count: int
+    mounts: tuple[Mount, ...] = ()
+
+    def describe(self) -> str:
+        """State in a few words."""
+        health = f", {self.health}" if self.health else ""
+        started = self.started_at.isoformat(timespec="seconds") if self.started_at else "never"
+        exit_code = f", exit code {self.exit_code}" if not self.running else ""
+        return f"{self.name} {self.status}{health}{exit_code}, started {started}, image {self.image_id[:19]}"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Docker's RFC 3339 time with nanoseconds -> aware datetime (None for the zero time)."""
+    if not text or text.startswith("0001-"):
+        return None
+    text = text.rstrip("Z")
+    if "+" in text[10:] or text[10:].count("-") > 0:
+        main, _, _ = text.partition("+")
+        text = main
+    if "." in text:
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def parse_containers(text: str) -> tuple[Container, ...]:
+    """Parse `docker inspect` JSON."""
+    if not text.strip():
+        return ()
+    out = []
+    for item in json.loads(text):
+        state = item.get("State") or {}
+        labels = (item.get("Config") or {}).get("Labels") or {}
+        health = (state.get("Health") or {}).get("Status")
+        out.append(
+            Container(
+                id=item["Id"],
+                name=item.get("Name", "").lstrip("/"),
+                service=labels.get("com.docker.compose.service", ""),
+                status=state.get("Status", "unknown"),
+                running=bool(state.get("Running")),
+                health=health,
+                started_at=parse_time(state.get("StartedAt")),
+                image_id=item.get("Image", ""),
+                exit_code=int(state.get("ExitCode") or 0),
+                restart_count=int(item.get("RestartCount") or 0),
+                mounts=tuple(
+                    Mount(m.get("Type", ""), m.get("Source", ""), m.get("Destination", "")) for m in item.get("Mounts") or ()
+                ),
+            )
+        )
+    return tuple(out)
+
+
+# One round trip: the host's clock, then `docker inspect` of every container of the service.
+_CONTAINERS = r"""
+date -u +%Y-%m-%dT%H:%M:%S.%NZ
+ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2")
+if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi
+"""
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The host's clock and a service's containers at one moment."""
+
+    now: datetime
+    containers: tuple[Container, ...]
+
+
+def gather_containers(transport: Transport, project_name: str, service: str) -> ServiceState:
+    """Containers of a compose service (by compose labels) and the host's current time."""
+    result = transport.run(["sh", "-c", _CONTAINERS, "sh", project_name, service])
+    if not result.ok:
+        raise StepError(f"cannot inspect containers of {service}: {result.err.strip()[-500:]}")
+    clock, _, rest = result.out.partition("\n")
+    now = parse_time(clock.strip())
+    assert now is not None
+    return ServiceState(now, parse_containers(rest))
+
+
+@dataclass(frozen=True)
+class ReloadDecision:
+    """Restart or rebuild a service, and why."""
+
+    service: str
+    action: str  # "restart" | "rebuild"
+    reason: str
+    builder: str | None = None
+
+
+def decide_reload(model: Model, service_name: str, changed: Sequence[str]) -> ReloadDecision:
+    """A changed file reaching the container through a bind mount -> restart; inside a build context, not mounted -> rebuild."""
+    service = model.service(service_name)
+    rel = lambda p: posixpath.relpath(p, model.dir) if p.startswith(model.dir.rstrip("/") + "/") else p  # noqa: E731
+    if not changed:
+        return ReloadDecision(service_name, "restart", "no changed files were reported; a restart reloads the code")
+    mounted: list[str] = []
+    rebuild: list[str] = []
+    neither: list[str] = []
+    builder = None
+    for path in changed:
+        if any(m.type == "bind" and _under(path, m.source) for m in service.mounts):
+            mounted.append(path)
+            continue
+        try:
+            candidate = model.builder(service_name)
+        except StepError:
+            candidate = None
+        if candidate and candidate.build_context and _under(path, candidate.build_context):
+            builder = candidate
+            rebuild.append(path)
+        else:
+            neither.append(path)
+    if rebuild and builder is not None and builder.build_context:
+        context = "./" + rel(builder.build_context) if builder.build_context.startswith(model.dir) else builder.build_context
+        via = f"; image built by {builder.name}" if builder.name != service_name else ""
+        return ReloadDecision(
+            service_name, "rebuild",
+            f"{', '.join(rel(p) for p in rebuild)} {'is' if len(rebuild) == 1 else 'are'} in build context {context}, not mounted{via}",
+            builder.name,
+        )
+    if mounted:
+        target = next(m.target for m in service.mounts if m.type == "bind" and _under(mounted[0], m.source))
+        return ReloadDecision(
+            service_name, "restart", f"{', '.join(rel(p) for p in mounted)} {'is' if len(mounted) == 1 else 'are'} bind-mounted at {target}"
+        )
+    return ReloadDecision(
+        service_name, "restart",
+        f"{', '.join(rel(p) for p in neither)} neither mounted nor in a build context of {service_name}; restarting",
+    )
+
+
+def _under(path: str, root: str) -> bool:
+    root = root.rstrip("/")
+    return path == root or path.startswith(root + "/")
+
+
+def tail_logs(transport: Transport, compose: Compose, project: Project, service: str, lines: int = 30) -> str:
+    """The last lines of a service's log, for error messages."""
+    result = transport.run(compose.argv(project, "logs", "--no-color", "--tail", str(lines), service))
+    return (result.out + result.err).strip()
+
+
+def as_json(value: Any) -> str:
+    """Compact JSON for step data."""
+    return json.dumps(value, default=str)
