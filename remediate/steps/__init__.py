@@ -1,0 +1,20 @@
+"""The explicit registry of step kinds."""
+from __future__ import annotations
+
+from .base import Step
+from .celery import CeleryRegistered, CeleryTaskModules, CeleryTasksRun
+from .checks import Assert
+from .command import Command
+from .compose import (
+    ComposeExec, ComposeLogs, ComposeRebuild, ComposeRecreate, ComposeReload, ComposeRestart, ComposeService, DjangoQuery,
+)
+from .files import LineInFile, PythonAssignment, PythonStatement, Template
+
+REGISTRY: dict[str, type[Step]] = {
+    cls.kind: cls
+    for cls in (
+        PythonAssignment, PythonStatement, LineInFile, Template, Command, Assert,
+        ComposeRestart, ComposeRecreate, ComposeRebuild, ComposeReload, ComposeExec, ComposeLogs, ComposeService,
+        DjangoQuery, CeleryTaskModules, CeleryRegistered, CeleryTasksRun,
+    )
+}
