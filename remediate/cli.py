@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
-def _extra_vars(pairs: list[str]) -> dict[str, str]:
+def _extra_vars(pairs: list[str]) -> dict[str, object]:
     from .errors import InputError
 
     out = {}
@@ -101,8 +101,19 @@ def _extra_vars(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
             raise InputError(f"-e expects KEY=VALUE with an identifier KEY, not {pair!r}")
-        out[key] = value
+        out[key] = _scalar(value)
     return out
+
+
+def _scalar(text: str) -> object:
+    """-e values: YAML scalars (10 -> int, true -> bool), anything else stays the string given."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, str)) or value is None else text
 
 
 def _apply(args: argparse.Namespace) -> int:

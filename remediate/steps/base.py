@@ -97,6 +97,9 @@ def _coerce(value: Any, hint: Any, what: str, where: Location) -> Any:
                 continue
         raise InputError(f"{what}: {value!r} is not of the expected type", where)
     if hint is str:
+        if value is None:
+            # a template whose value is none (e.g. a check-mode result that never ran) renders as ""
+            return ""
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise InputError(f"{what}: expected a string, got {type(value).__name__}", where)
         return str(value)

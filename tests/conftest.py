@@ -1,0 +1,79 @@
+"""Shared fixtures: a real sshd on loopback (started by the suite itself) and helpers to run the CLI."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SSHD_ADDRESSES = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+
+
+@dataclass(frozen=True)
+class Sshd:
+    """A running sshd: its key directory, port and addresses."""
+
+    dir: Path
+    port: int
+    addresses: tuple[str, ...]
+
+    @property
+    def identity(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """sshd on 127.0.0.11-13 with generated host and client keys and its own known_hosts."""
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("/usr/sbin/sshd is missing: run the README's test command (make test), which installs it")
+    key_dir = tmp_path_factory.mktemp("sshd")
+    port = free_port(SSHD_ADDRESSES)
+    subprocess.run([str(ROOT / "lab" / "sshd.sh"), "start", str(key_dir), str(port), *SSHD_ADDRESSES], check=True)
+    try:
+        yield Sshd(key_dir, port, SSHD_ADDRESSES)
+    finally:
+        subprocess.run([str(ROOT / "lab" / "sshd.sh"), "stop", str(key_dir)], check=False)
+
+
+def free_port(addresses: tuple[str, ...]) -> int:
+    """A TCP port free on every address (so parallel test runs never collide)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as other:
+                    other.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def remediate(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would (a fresh process), capturing output."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "remediate", *args],
+        cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    """Copy a fixture tree."""
+    shutil.copytree(src, dest)
+    return dest

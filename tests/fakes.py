@@ -1,0 +1,68 @@
+"""A fake transport that answers scripted commands and refuses anything else."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from remediate.transport.base import CommandResult
+
+Handler = Callable[[tuple[str, ...], bytes | None], CommandResult]
+
+
+@dataclass
+class FakeTransport:
+    """Maps an argv prefix to a handler; records every call; an unscripted command fails the test."""
+
+    name: str = "fake"
+    script: list[tuple[tuple[str, ...], Handler]] = field(default_factory=list)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def on(self, prefix: Sequence[str], handler: Handler) -> FakeTransport:
+        self.script.append((tuple(prefix), handler))
+        return self
+
+    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
+            cwd: str | None = None, timeout: float | None = None) -> CommandResult:
+        argv = tuple(argv)
+        self.calls.append(argv)
+        for prefix, handler in self.script:
+            if argv[: len(prefix)] == prefix:
+                return handler(argv, stdin)
+        raise AssertionError(f"unscripted command: {argv}")
+
+    def close(self) -> None:
+        pass
+
+
+def ok(stdout: bytes = b"", rc: int = 0) -> Handler:
+    return lambda argv, stdin: CommandResult(argv, rc, stdout, b"")
+
+
+class FakeFiles:
+    """Files behind the read/write shell scripts of remediate.facts, kept in a dict."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = dict(files)
+        self.writes: list[str] = []
+
+    def attach(self, transport: FakeTransport) -> FakeTransport:
+        return transport.on(("sh", "-c"), self._sh)
+
+    def _sh(self, argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
+        import hashlib
+
+        script, args = argv[2], argv[4:]
+        if "stat -c" in script:
+            path = args[0]
+            if path not in self.files:
+                return CommandResult(argv, 0, b"MISSING\n", b"")
+            return CommandResult(argv, 0, b"644 0 0\n" + self.files[path], b"")
+        if "mktemp" in script:
+            path, expected = args[0], args[1]
+            current = hashlib.sha256(self.files[path]).hexdigest() if path in self.files else "absent"
+            if current != expected:
+                return CommandResult(argv, 75, b"", f"remediate: {path} changed since it was read".encode())
+            self.files[path] = stdin or b""
+            self.writes.append(path)
+            return CommandResult(argv, 0, b"", b"")
+        raise AssertionError(f"unscripted script: {script[:60]!r}")
