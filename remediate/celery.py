@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from . import pyedit
+
 DATABASE_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # django-celery-beat saves last_run_at when it syncs: after every task when beat_sync_every is 1, else every 3 min
 SYNC_EVERY_DEFAULT = timedelta(minutes=3)
@@ -243,7 +245,7 @@ def find_unimported_task_modules(files: Mapping[str, str], celery_names: Iterabl
     trees: dict[str, ast.Module] = {}
     for path, source in files.items():
         try:
-            trees[path] = ast.parse(source)
+            trees[path] = pyedit.parse(source)
         except SyntaxError:
             continue
     out = []
@@ -284,7 +286,7 @@ def defined_tasks(files: Mapping[str, str], celery_names: Iterable[str] = ("app"
     out = []
     for path, source in sorted(files.items()):
         try:
-            tree = ast.parse(source)
+            tree = pyedit.parse(source)
         except SyntaxError:
             continue
         module = path[:-3].replace("/", ".")

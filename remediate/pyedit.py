@@ -13,14 +13,24 @@ import ast
 import keyword
 import math
 import textwrap
+import threading
 from collections.abc import Iterator, Sequence
 
 from .textpatch import EditError
 
-__all__ = ["ensure_assignment", "ensure_statement", "render_literal"]
+__all__ = ["ensure_assignment", "ensure_statement", "parse", "render_literal"]
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
 _MISSING = object()
+# CPython 3.11 can raise "SystemError: AST constructor recursion depth mismatch" when threads build ASTs at
+# the same time (python/cpython#106905); hosts run in threads, so every parse takes this lock.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    """ast.parse, safe to call from several host threads at once."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
 
 
 class _Text:
@@ -68,7 +78,7 @@ def _parse(source: str) -> ast.Module:
         # Python treats '\r' as a line break but our line arithmetic would not: positions would be wrong.
         raise EditError("text has '\\r' line endings (decode it first)", source.count("\n", 0, source.index("\r")) + 1)
     try:
-        return ast.parse(source)
+        return parse(source)
     except SyntaxError as exc:
         raise EditError(f"does not parse as Python: {exc.msg}", exc.lineno) from None
     except ValueError as exc:
@@ -77,7 +87,7 @@ def _parse(source: str) -> ast.Module:
 
 def _reparse(result: str) -> ast.Module:
     try:
-        return ast.parse(result)
+        return parse(result)
     except (SyntaxError, ValueError) as exc:
         line = exc.lineno if isinstance(exc, SyntaxError) else None
         raise EditError(f"internal error: the edited text would not parse ({exc}); nothing changed", line) from None
@@ -252,7 +262,7 @@ def _statement_text(statement: str) -> str:
 
 def _parse_statement(text: str) -> ast.stmt:
     try:
-        body = ast.parse(text).body
+        body = parse(text).body
     except SyntaxError as exc:
         raise EditError(f"statement {text!r} does not parse: {exc.msg}") from None
     except ValueError as exc:

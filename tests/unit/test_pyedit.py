@@ -369,3 +369,34 @@ def test_seed_apps_only_the_new_line_differs() -> None:
     assert once.splitlines()[-1] == "        import apps.audit.integrity_tasks  # noqa"
     assert ensure_statement(once, "AuditConfig.ready", INTEGRITY) == once
     assert ensure_statement(once, "AuditConfig.ready", "from apps.audit import integrity_tasks") == once
+
+
+def test_edits_from_many_threads_at_once() -> None:
+    """Hosts run in threads: CPython 3.11's AST construction is not thread-safe (python/cpython#106905)."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Garbage:
+        """Cyclic garbage whose finalizer runs Python code, so a collection inside the parser can switch threads."""
+
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            sum(range(50))
+
+    source = "A = 1\nB = 2\n" + "".join(f"X{i} = {{'k': [{i}, ({i},)]}}\n" for i in range(200))
+
+    def edit(_: int) -> str:
+        for _ in range(50):
+            Garbage()
+        return ensure_assignment(source, "C", "x", after="B")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(edit, range(96)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert set(results) == {source.replace("B = 2\n", "B = 2\nC = 'x'\n")}
