@@ -1,10 +1,11 @@
-"""SSH through one Fabric connection per host; host keys verified against known_hosts by default."""
+"""SSH through one Fabric connection and one remote shell per host; host keys verified against known_hosts."""
 from __future__ import annotations
 
 import base64
 import getpass
 import hashlib
 import os
+import secrets
 import select
 import socket
 import threading
@@ -80,7 +81,7 @@ def _policy(known_hosts: str, accept_new: bool, notices: list[str]) -> Any:
 
 
 class SSHTransport:
-    """One lazily opened SSH connection; every command is a new channel on it."""
+    """One lazily opened SSH connection; commands run one after another in one remote `sh` on it."""
 
     def __init__(self, host: Host, options: SSHOptions) -> None:
         self.name = host.name
@@ -90,10 +91,16 @@ class SSHTransport:
         self._conn: Any = None
         self._transport: paramiko.Transport | None = None
         self.host_key_fingerprint: str | None = None
+        # the host's one remote shell and what it printed past the last command's end marker
+        self._shell: paramiko.Channel | None = None
+        self._out = bytearray()
+        self._err = bytearray()
+        self._lock = threading.Lock()
 
     def _open(self) -> paramiko.Transport:
         if self._transport is not None and self._transport.is_active():
             return self._transport
+        self._shell = None  # it belonged to the connection that is gone
         import paramiko
         from fabric import Config, Connection
 
@@ -160,20 +167,28 @@ class SSHTransport:
         cwd: str | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
-        """Run argv on the host over a new channel of the one connection."""
-        import paramiko
-
+        """Run argv on the host: in the host's one remote shell, or on a channel of its own when it has stdin."""
         command = shell_command(argv, env, cwd)
         limit = timeout if timeout is not None else self.options.command_timeout
+        with self._lock:
+            if stdin:
+                return self._exec(argv, command, stdin, limit)
+            return self._in_shell(argv, command, limit)
+
+    def _channel(self) -> paramiko.Channel:
+        import paramiko
+
         transport = self._open()
         try:
-            chan = transport.open_session(timeout=self.options.connect_timeout)
+            return transport.open_session(timeout=self.options.connect_timeout)
         except paramiko.SSHException as exc:
             raise Unreachable(f"{self.host.address}:{self.host.port}: cannot open a channel: {exc}") from None
+
+    def _exec(self, argv: Sequence[str], command: str, stdin: bytes, limit: float) -> CommandResult:
+        chan = self._channel()
         try:
             chan.exec_command(command)
-            if stdin:
-                chan.sendall(stdin)
+            chan.sendall(stdin)
             chan.shutdown_write()
             out, err = _drain(chan, time.monotonic() + limit)
             if out is None:
@@ -183,12 +198,90 @@ class SSHTransport:
             chan.close()
         return CommandResult(tuple(argv), rc, out, err)
 
+    def _in_shell(self, argv: Sequence[str], command: str, limit: float) -> CommandResult:
+        # sshd runs every exec request through the login shell and its startup files (often ~0.1 s of
+        # CPU each: pyenv, conda, rvm init); one `sh` per host reading commands pays that once, not per command
+        deadline = time.monotonic() + limit
+        if self._shell is not None and (self._shell.closed or self._shell.eof_received or not self._shell.active):
+            self._drop_shell()
+        ready = ""
+        if self._shell is None:
+            chan = self._channel()
+            chan.exec_command("sh")
+            self._shell, self._out, self._err = chan, bytearray(), bytearray()
+            ready = secrets.token_hex(16)
+        shell = self._shell
+        token = secrets.token_hex(16)
+        script = ""
+        if ready:
+            # whatever the startup files print comes before this marker and is dropped
+            script += f"printf '%s 0\\n' {ready}o; printf '%s\\n' {ready}e >&2\n"
+        # a subshell, so cd/exports stay with the command; stdin is never the shell's own input
+        script += f"( {command}\n) </dev/null; printf '%s %d\\n' {token}o $?; printf '%s\\n' {token}e >&2\n"
+        try:
+            shell.sendall(script.encode())
+            if ready:
+                self._until(shell, ready, deadline)
+            out, err, rc = self._until(shell, token, deadline)
+        except _ShellTimeout:
+            self._drop_shell()
+            raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s") from None
+        except _ShellGone as gone:
+            # the command ended the shell itself (or sshd did): report what it left, start a new shell next time
+            self._drop_shell()
+            return CommandResult(tuple(argv), gone.rc, gone.out, gone.err)
+        return CommandResult(tuple(argv), rc, out, err)
+
+    def _until(self, chan: paramiko.Channel, token: str, deadline: float) -> tuple[bytes, bytes, int]:
+        """Read until the shell printed token's markers on stdout and stderr; what came before is the output."""
+        out_mark, err_mark = f"{token}o ".encode(), f"{token}e\n".encode()
+        out, err = self._out, self._err
+        while True:
+            eof = chan.eof_received or chan.closed
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            i, j = out.find(out_mark), err.find(err_mark)
+            end = out.find(b"\n", i) if i >= 0 else -1
+            if end >= 0 and j >= 0:
+                result = bytes(out[:i]), bytes(err[:j]), int(out[i + len(out_mark):end])
+                del out[:end + 1]
+                del err[:j + len(err_mark)]
+                return result
+            if eof:
+                chan.status_event.wait(5)
+                rc = chan.exit_status if chan.exit_status_ready() else 255
+                raise _ShellGone(rc, bytes(out), bytes(err))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _ShellTimeout()
+            select.select([chan], [], [], min(remaining, 5.0))
+
+    def _drop_shell(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
+        self._shell = None
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the shell and the connection."""
+        self._drop_shell()
         if self._conn is not None:
             self._conn.close()
         self._conn = None
         self._transport = None
+
+
+class _ShellTimeout(Exception):
+    """The command did not finish before its deadline."""
+
+
+class _ShellGone(Exception):
+    """The remote shell exited before the command's end marker."""
+
+    def __init__(self, rc: int, out: bytes, err: bytes) -> None:
+        super().__init__(rc)
+        self.rc, self.out, self.err = rc, out, err
 
 
 def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes | None, bytes]:
