@@ -8,7 +8,7 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 from django_celery_results.models import TaskResult
 
-# name, task, (minute, hour, day_of_month, month_of_year, day_of_week)
+# name, task, (minute, hour, day_of_month, month_of_year, day_of_week)[, enabled]
 TASKS = [
     ("process-document-effective-dates", "apps.scheduler.tasks.process_document_effective_dates", ("0", "*", "*", "*", "*")),
     ("process-document-obsoletion-dates", "apps.scheduler.tasks.process_document_obsoletion_dates", ("15", "*", "*", "*", "*")),
@@ -19,8 +19,10 @@ TASKS = [
     ("cleanup-celery-results", "apps.scheduler.tasks.cleanup_celery_results", ("0", "3", "*", "*", "*")),
     ("run-daily-integrity-check", "apps.audit.integrity_tasks.run_daily_integrity_check", ("0", "2", "*", "*", "*")),
     ("verify-audit-trail-checksums", "apps.audit.integrity_tasks.verify_audit_trail_checksums", ("0", "1", "*", "*", "0")),
-    # Manual only: 31 February never comes.
-    ("Send Test Email", "apps.scheduler.tasks.send_test_email_to_self", ("0", "0", "31", "2", "*")),
+    # Manual only: 31 February never comes. Disabled, unlike the write-up's table: enabled, this row crashes
+    # beat once it runs DatabaseScheduler (celery 5.4 crontab raises "RuntimeError: unable to rollover, time
+    # specification is probably invalid" from is_due and beat exits). PersistentScheduler never reads the row.
+    ("Send Test Email", "apps.scheduler.tasks.send_test_email_to_self", ("0", "0", "31", "2", "*"), False),
     # Lab only: due every minute, so verifying the database scheduler takes a minute or two.
     ("lab-heartbeat", "apps.scheduler.tasks.perform_system_health_check", ("*", "*", "*", "*", "*")),
 ]
@@ -35,20 +37,21 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, reset=False, **options):
         created = 0
-        for name, task, (minute, hour, dom, moy, dow) in TASKS:
+        for name, task, (minute, hour, dom, moy, dow), *rest in TASKS:
+            enabled = rest[0] if rest else True
             schedule, _ = CrontabSchedule.objects.get_or_create(
                 minute=minute, hour=hour, day_of_month=dom, month_of_year=moy, day_of_week=dow, timezone="UTC",
             )
             row = PeriodicTask.objects.filter(name=name).first()
             if row is None:
-                PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=True)
+                PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=enabled)
                 created += 1
             elif reset:
-                row.task, row.crontab, row.interval, row.enabled = task, schedule, None, True
+                row.task, row.crontab, row.interval, row.enabled = task, schedule, None, enabled
                 row.last_run_at, row.total_run_count = None, 0
                 row.save()
         if reset:
-            names = [name for name, _, _ in TASKS]
+            names = [entry[0] for entry in TASKS]
             # Rows beat added from app.conf.beat_schedule (DatabaseScheduler syncs them) or for its own cleanup.
             PeriodicTask.objects.exclude(name__in=names).delete()
             PeriodicTask.objects.update(last_run_at=None, total_run_count=0)
