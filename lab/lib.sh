@@ -92,7 +92,7 @@ bring_up() {
     compose logs --tail 30 celery_worker celery_beat >&2 || true
     die "celery_worker or celery_beat did not come up in $DIR"
   fi
-  log "up: $(compose ps --format '{{.Service}}={{.State}}' | tr '\n' ' ')"
+  log "$NAME is up: $(compose ps --format '{{.Service}}={{.State}}' | tr '\n' ' ')"
 }
 
 start_sshd() {

@@ -24,6 +24,10 @@ log() { printf 'setup-host: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and starts dockerd)"
+# Parallel lab/up calls (tests) all run this first: one at a time, the others then find everything done.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/setup-host.lock"
+flock 9
 
 install_packages() {
   local missing=() pkg
@@ -98,6 +102,15 @@ debian_mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
+remove_rootfs() {
+  # An interrupted debootstrap or chroot can leave /proc or /sys mounted inside: unmount before deleting,
+  # and never let rm or tar cross into another file system.
+  local root=$1 mnt
+  [ -e "$root" ] || return 0
+  findmnt -R -n -o TARGET --list "$root" 2>/dev/null | sort -r | while read -r mnt; do umount -l "$mnt"; done
+  rm -rf --one-file-system "$root"
+}
+
 build_base_image() {
   local want
   want=$(requirements_hash)
@@ -107,7 +120,7 @@ build_base_image() {
   fi
   local root="$CACHE/rootfs" mirror
   mirror=$(debian_mirror)
-  rm -rf "$root"
+  remove_rootfs "$root"
   log "debootstrap bookworm from $mirror into $root"
   debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed; see $CACHE/debootstrap.log"; }
@@ -120,12 +133,12 @@ build_base_image() {
     --find-links /tmp/wheels -r /tmp/wheels/requirements.txt
   rm -rf "$root/tmp/wheels" "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   log "importing $BASE_IMAGE"
-  tar -C "$root" -c . | docker import \
+  tar -C "$root" --one-file-system -c . | docker import \
     -c 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'ENV LANG=C.UTF-8' \
     -c "LABEL remediate.lab.requirements=$want" \
     - "$BASE_IMAGE" >/dev/null
-  rm -rf "$root"
+  remove_rootfs "$root"
 }
 
 install_packages
