@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -76,6 +78,19 @@ class LabStack:
     def logs(self, service: str) -> str:
         """Everything the service's containers logged (stdout and stderr)."""
         return self.compose("logs", "--no-color", "--no-log-prefix", service).stdout
+
+    def wait_for_log(self, service: str, text: str, count: int = 1, timeout: float = 60,
+                     sleep: Callable[[float], None] = time.sleep) -> list[str]:
+        """Poll the service's log until `count` lines contain `text`; return those lines, or fail with the log tail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.logs(service)
+            lines = [line for line in log.splitlines() if text in line]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise LabError(f"{service}: {len(lines)} of {count} log lines with {text!r} after {timeout:.0f} s; log tail:\n{log[-2000:]}")
+            sleep(0.5)
 
     def exec(self, service: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run argv in the service's running container (`exec -T`)."""

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Sshd, remediate
+from tests.conftest import LabFactory, Sshd, remediate
 from tests.lab import LabStack
 
 pytestmark = pytest.mark.lab
 
+SCHEDULER_LINE = "CELERY_BEAT_SCHEDULER = 'django_celery_beat.schedulers:DatabaseScheduler'"
 INTEGRITY_TASKS = {
     "apps.audit.integrity_tasks.run_daily_integrity_check",
     "apps.audit.integrity_tasks.verify_audit_trail_checksums",
@@ -32,3 +33,18 @@ def test_inventory_reaches_the_stack_through_sshd(lab_stack: LabStack, sshd: Ssh
 
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert str(lab_stack.dir) in shown.stdout
+
+
+def test_mounted_variant_takes_a_settings_change_on_restart(lab_factory: LabFactory) -> None:
+    stack = lab_factory("mounted")
+    settings = stack.dir / "backend" / "edms" / "settings" / "base.py"
+    settings.write_text(settings.read_text() + SCHEDULER_LINE + "\n")
+
+    restarted = stack.compose("restart", "celery_beat")
+
+    assert restarted.returncode == 0, restarted.stderr
+    # The log keeps the first run's banner too: wait for the restarted process's, the second one.
+    banners = stack.wait_for_log("celery_beat", ". scheduler -> ", count=2)
+    assert banners[-1].strip() == ". scheduler -> django_celery_beat.schedulers.DatabaseScheduler", banners
+    in_container = stack.exec("celery_beat", "grep", "-c", "^CELERY_BEAT_SCHEDULER", "/app/edms/settings/base.py")
+    assert in_container.stdout.strip() == "1"
