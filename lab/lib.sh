@@ -12,7 +12,7 @@ SSH_PORT=2222
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "$*"; exit 1; }
-usage() { sed -n '2,6p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,5p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 parse_options() {
   DIR=$DEFAULT_DIR NAME="" VARIANT="" PORT_BASE="" PURGE=0
