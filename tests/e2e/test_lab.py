@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabFactory, Sshd, remediate
-from tests.lab import LabStack
+from tests.conftest import ROOT, LabFactory, Sshd, remediate
+from tests.lab import LabStack, run_script
 
 pytestmark = pytest.mark.lab
 
@@ -48,3 +48,27 @@ def test_mounted_variant_takes_a_settings_change_on_restart(lab_factory: LabFact
     assert banners[-1].strip() == ". scheduler -> django_celery_beat.schedulers.DatabaseScheduler", banners
     in_container = stack.exec("celery_beat", "grep", "-c", "^CELERY_BEAT_SCHEDULER", "/app/edms/settings/base.py")
     assert in_container.stdout.strip() == "1"
+
+
+def test_baked_variant_keeps_old_code_on_restart_and_reset_restores_broken(lab_factory: LabFactory) -> None:
+    stack = lab_factory("baked")
+    settings = stack.dir / "backend" / "edms" / "settings" / "base.py"
+    settings.write_text(settings.read_text() + SCHEDULER_LINE + "\n")
+    (settings.parent / "base.py.remediate-x.bak").write_text("left behind by a run\n")
+    bump = stack.exec("backend", "python", "manage.py", "shell", "-c",
+                      "from django_celery_beat.models import PeriodicTask; PeriodicTask.objects.update(total_run_count=7)")
+    assert bump.returncode == 0, bump.stderr
+
+    assert stack.compose("restart", "celery_beat").returncode == 0
+    banners = stack.wait_for_log("celery_beat", ". scheduler -> ", count=2)
+    assert banners[-1].strip() == ". scheduler -> celery.beat.PersistentScheduler", banners
+
+    run_script("reset", "--dir", str(stack.dir))
+
+    assert settings.read_text() == (ROOT / "lab" / "stack" / "backend" / "edms" / "settings" / "base.py").read_text()
+    assert not (settings.parent / "base.py.remediate-x.bak").exists()
+    assert ". scheduler -> celery.beat.PersistentScheduler" in stack.logs("celery_beat")
+    counts = stack.exec("backend", "python", "manage.py", "shell", "-c",
+                        "from django_celery_beat.models import PeriodicTask as P; "
+                        "print(sorted({(t.total_run_count, t.last_run_at) for t in P.objects.all()}))")
+    assert counts.stdout.strip() == "[(0, None)]", counts.stdout + counts.stderr
