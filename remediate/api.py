@@ -224,17 +224,14 @@ def execute(
     return report
 
 
-def rollback(
+def prepare_rollback(
     run_id: str,
     options: RunOptions,
     force: bool = False,
-    events: Events | None = None,
-    why: Why = Why(),
     log: AuditLog | None = None,
-    interrupt: Interrupt | None = None,
     inventory: str | None = None,
-) -> RunReport:
-    """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
+) -> Loaded:
+    """The plays undoing run_id, from the verified trail: restore files, their handlers, the verifications."""
     from . import audit as audit_mod
     from .rollback import plan_from_records, rollback_plays
 
@@ -264,13 +261,36 @@ def rollback(
     if options.limit:
         selected &= {h.name for h in inv.select(options.limit, "--limit", Location(inv.path))}
     hosts = tuple(h for h in inv.hosts if h.name in selected)
-    todo = rollback_plays(plan, plays, force)
-    todo = tuple(p for p in todo if p.hosts in selected)
-    loaded = Loaded(inv, todo, tuple(paths), hosts, resources.template_path(tuple(paths)), secrets_of(inv, plays, options))
-    rid = new_run_id()
-    audit = start_audit(loaded, options, rid, why, command="rollback", log=log, rollback_of=run_id, force=force)
-    return execute(loaded, options, events, audit=audit, interrupt=interrupt,
-                   mode="check" if options.check else "rollback")
+    todo = tuple(p for p in rollback_plays(plan, plays, force) if p.hosts in selected)
+    return Loaded(inv, todo, tuple(paths), hosts, resources.template_path(tuple(paths)), secrets_of(inv, plays, options))
+
+
+def rollback(
+    run_id: str,
+    options: RunOptions,
+    force: bool = False,
+    events: Events | None = None,
+    why: Why = Why(),
+    log: AuditLog | None = None,
+    interrupt: Interrupt | None = None,
+    inventory: str | None = None,
+) -> RunReport:
+    """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
+    loaded = prepare_rollback(run_id, options, force, log, inventory)
+    audit = start_rollback_audit(loaded, options, run_id, force, why, log)
+    return execute(loaded, options, events, audit=audit, interrupt=interrupt, mode=rollback_mode(options))
+
+
+def start_rollback_audit(
+    loaded: Loaded, options: RunOptions, run_id: str, force: bool, why: Why = Why(), log: AuditLog | None = None
+) -> RunAudit:
+    """The first record of a rollback run, naming the run it undoes."""
+    return start_audit(loaded, options, new_run_id(), why, command="rollback", log=log, rollback_of=run_id, force=force)
+
+
+def rollback_mode(options: RunOptions) -> str:
+    """The report's mode for a rollback run."""
+    return "check" if options.check else "rollback"
 
 
 def run(

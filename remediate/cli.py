@@ -250,35 +250,13 @@ def _rollback(args: argparse.Namespace) -> int:
         check=args.check, diff=args.diff, forks=max(1, args.forks), limit=args.limit, verify_timeout=verify_timeout,
         connect_timeout=args.connect_timeout, accept_new_host_keys=args.accept_new_host_keys,
     )
-    events = _LazyEvents(args)
+    loaded = api.prepare_rollback(args.run_id, options, args.force, inventory=args.inventory)
+    _REDACT.redactor = loaded.redactor
+    events = report.TextEvents(sys.stdout, diff=args.diff, redactor=loaded.redactor) if args.format == "text" else None
+    audit = api.start_rollback_audit(loaded, options, args.run_id, args.force, api.Why(args.reason, args.change_ref))
     with _interruptible() as interrupt:
-        result = api.rollback(args.run_id, options, args.force, events, api.Why(args.reason, args.change_ref),
-                              interrupt=interrupt, inventory=args.inventory)
+        result = api.execute(loaded, options, events, audit=audit, interrupt=interrupt, mode=api.rollback_mode(options))
     return _print_report(result, args.format)
-
-
-class _LazyEvents:
-    """Text events whose redactor is the report's: rollback loads its inputs inside the api."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-
-    def step_done(self, host: str, result: Any) -> None:
-        """A step finished."""
-        self._events().step_done(host, result)
-
-    def progress(self, host: str, step: str, message: str) -> None:
-        """A long wait."""
-        self._events().progress(host, step, message)
-
-    def _events(self) -> Any:
-        from . import report
-
-        if self.args.format != "text":
-            from .executor import NoEvents
-
-            return NoEvents()
-        return report.TextEvents(sys.stdout, diff=self.args.diff, redactor=_REDACT.redactor)
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -185,9 +185,10 @@ class SSHTransport:
         if pid is None:
             return "(its process id was never seen; it may still run)"
         script = (
-            'kill -TERM -- "-$0" 2>/dev/null || exit 0; i=0; '
-            'while kill -0 -- "-$0" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
-            'kill -KILL -- "-$0" 2>/dev/null; exit 0'
+            # no "--": dash's kill builtin does not take it; a negative pid names the process group
+            'kill -TERM "-$0" 2>/dev/null || exit 0; i=0; '
+            'while kill -0 "-$0" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+            'kill -KILL "-$0" 2>/dev/null; exit 0'
         )
         try:
             chan = transport.open_session(timeout=self.options.connect_timeout)
