@@ -291,10 +291,11 @@ def _inventory(args: argparse.Namespace) -> int:
     import json
 
     from . import api
+    from .executor import RunOptions
     from .inventory import load_inventory
 
     inv = load_inventory(api.inventory_path(args.env, args.inventory))
-    redactor = api.secrets_of(inv, (), api.RunOptions())
+    redactor = api.secrets_of(inv, (), RunOptions())
     doc = {
         "path": inv.path,
         "hosts": {
