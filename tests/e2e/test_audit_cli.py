@@ -331,3 +331,22 @@ def test_canary_secret_appears_in_no_output(
     assert f"reloaded with {CANARY}" in reload_log
     backups = list((project / "edms" / "settings").glob("base.py.remediate-*.bak"))
     assert any(CANARY.encode() in b.read_bytes() for b in backups), "the rollback's backup keeps the file it replaced"
+
+
+def test_diagnose_is_audited_with_who_it_reached(
+    tmp_path: Path, sshd: Sshd, hosts: dict[str, Path]  # noqa: F811
+) -> None:
+    inventory = write_inventory(tmp_path / "inv.yml", sshd, {"web-1": hosts["web-1"]})
+    inventory.write_text(inventory.read_text().replace("vars: {project_dir:", "vars: {compose_dir: /nonexistent, project_dir:"))
+    result = remediate("diagnose", "x", "-i", str(inventory), "--reason", "weekly review")
+    assert result.returncode == 1, result.stdout + result.stderr  # no compose project there: an error, after connecting
+    listing = remediate("audit", "show")
+    assert "diagnose  by" in listing.stdout and "reason='weekly review'" in listing.stdout and "exit 1" in listing.stdout
+    run_id = listing.stdout.split()[0]
+    shown = remediate("audit", "show", run_id)
+    assert "diagnosis: 0 problem(s); error:" in shown.stdout
+    records = json.loads(remediate("audit", "show", run_id, "--format", "json").stdout)
+    (diagnosis,) = [r for r in records if r["event"] == "diagnosis"]
+    assert diagnosis["host_key_fingerprint"] == fingerprint(sshd.dir / "ssh_host_ed25519_key.pub")
+    assert diagnosis["client_key_fingerprint"] == fingerprint(sshd.dir / "id_ed25519.pub")
+    assert remediate("audit", "verify").returncode == 0
