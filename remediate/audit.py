@@ -147,6 +147,8 @@ class RunAudit:
         self.log = log
         self.run_id = run_id
         self.redactor = redactor
+        self._lines: dict[str | None, list[bytes]] = {}
+        self._lock = threading.Lock()
 
     def record(self, event: str, host: str | None = None, **fields: Any) -> dict[str, Any]:
         """Append one record of this run (AuditError if it cannot be written)."""
@@ -154,7 +156,16 @@ class RunAudit:
         if host is not None:
             doc["host"] = host
         doc.update(fields)
-        return self.log.append(self.redactor.data(doc))
+        record = self.log.append(self.redactor.data(doc))
+        with self._lock:
+            # the same canonical bytes append() wrote
+            self._lines.setdefault(host, []).append(_canonical(record))
+        return record
+
+    def lines_for(self, host: str) -> bytes:
+        """This run's records about a host (and the run's first record), byte for byte as in the trail."""
+        with self._lock:
+            return b"".join(line + b"\n" for line in (*self._lines.get(None, [])[:1], *self._lines.get(host, [])))
 
 
 # ---- reading, verifying and showing the trail ----

@@ -166,7 +166,21 @@ class HostRunner:
                          interrupted=bool(self.interrupted_at))
         except AuditError as exc:
             result = replace(result, status=Status.FAILED, message=f"{result.message}\n{exc}".strip())
-        return result
+        note = self._copy_trail(result)
+        return replace(result, notices=result.notices + (note,)) if note else result
+
+    def _copy_trail(self, result: HostResult) -> str:
+        """With `audit_remote_dir` set for the host, append this run's records about it there; say if that failed."""
+        remote = self.host.vars.get("audit_remote_dir")
+        if not remote or self.audit is None or result.status == Status.UNREACHABLE or self.interrupted_at:
+            return ""
+        where = f"{remote}/audit.jsonl"
+        try:
+            done = self.transport.run(["sh", "-c", 'mkdir -p -- "$0" && cat >> "$0/audit.jsonl"', str(remote)],
+                                      stdin=self.audit.lines_for(self.host.name))
+        except (StepError, Unreachable) as exc:
+            return f"audit copy to {where} failed: {exc}"
+        return "" if done.ok else f"audit copy to {where} failed: {done.err.strip() or f'exit {done.rc}'}"
 
     def _run(self) -> HostResult:
         results: list[StepResult] = []

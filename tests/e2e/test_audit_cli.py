@@ -350,3 +350,20 @@ def test_diagnose_is_audited_with_who_it_reached(
     assert diagnosis["host_key_fingerprint"] == fingerprint(sshd.dir / "ssh_host_ed25519_key.pub")
     assert diagnosis["client_key_fingerprint"] == fingerprint(sshd.dir / "id_ed25519.pub")
     assert remediate("audit", "verify").returncode == 0
+
+
+def test_records_are_copied_to_the_host_with_audit_remote_dir(
+    tmp_path: Path, sshd: Sshd, hosts: dict[str, Path], state_dir: Path  # noqa: F811
+) -> None:
+    mine = {"web-1": hosts["web-1"], "web-2": hosts["web-2"]}
+    inventory = write_inventory(tmp_path / "inv.yml", sshd, mine)
+    inventory.write_text(inventory.read_text().replace(
+        "vars: {project_dir:", f"vars: {{audit_remote_dir: {str(tmp_path / 'remote-audit')!r}, project_dir:", 1))
+    apply = remediate("apply", "x", "-i", str(inventory), "-p", str(PLAYBOOK))
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    copied = (tmp_path / "remote-audit" / "audit.jsonl").read_bytes().splitlines()
+    local = (state_dir / "audit.jsonl").read_bytes().splitlines()
+    assert copied and set(copied) <= set(local), "the host's copy is the trail's lines, byte for byte"
+    events = [json.loads(line) for line in copied]
+    assert events[0]["event"] == "run_start" and events[-1]["event"] == "host_end"
+    assert {e.get("host") for e in events[1:]} == {"web-1"}
