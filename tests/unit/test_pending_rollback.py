@@ -192,3 +192,56 @@ def test_unscripted_fake_command_is_refused() -> None:
     with pytest.raises(AssertionError):
         FakeTransport().run(["rm", "-rf", "/"])
     assert CommandResult(("x",), 0, b"", b"").ok
+
+
+class InterruptibleFake(FakeTransport):
+    """A fake that counts requests to kill the running command."""
+
+    kills: int = 0
+
+    def interrupt(self) -> None:
+        self.kills += 1
+
+
+def test_interrupt_during_a_write_lets_it_finish_and_starts_nothing_after(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(PLAYBOOK % {"extra": "", "verify": "false"})
+    plays = load_playbook(tmp_path / "p.yml")
+    files = FakeFiles({"/etc/app.conf": b"# settings\n"})
+    t = InterruptibleFake()
+    holder: list[HostRunner] = []
+
+    def write_then_signal(argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
+        if "mktemp" in argv[2]:
+            holder[0].interrupt()  # SIGINT arrives while the write is on the wire
+        return files._sh(argv, stdin)
+
+    t.on(("sh", "-c"), write_then_signal).on(("probe",), ok()).on(("reload-app",), ok())
+    r = runner(tmp_path, t, plays, "run1")
+    holder.append(r)
+    result = r.run()
+    assert files.files["/etc/app.conf"] == b"# settings\nA=1\n", "the write in flight finished"
+    assert t.kills == 0, "a write is never killed"
+    assert ("probe",) not in t.calls and ("reload-app",) not in t.calls
+    assert result.status == Status.FAILED and result.message.startswith("interrupted before step 'probe'")
+    owed = PendingStore(tmp_path / "state" / "pending").load("h")
+    assert [o.handler for o in owed] == ["reload"], "the reload is owed to the next run"
+
+
+def test_interrupt_during_a_command_kills_it(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(PLAYBOOK % {"extra": "", "verify": "false"})
+    plays = load_playbook(tmp_path / "p.yml")
+    files = FakeFiles({"/etc/app.conf": b"# settings\nA=1\n"})
+    t = InterruptibleFake()
+    holder: list[HostRunner] = []
+
+    def probe(argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
+        holder[0].interrupt()
+        from remediate.errors import Interrupted
+        raise Interrupted("interrupted: probe (remote process group 42 killed)")
+
+    files.attach(t).on(("probe",), probe)
+    r = runner(tmp_path, t, plays, "run1")
+    holder.append(r)
+    result = r.run()
+    assert t.kills == 1
+    assert result.message.startswith("interrupted during step 'probe'") and "process group 42 killed" in result.message
