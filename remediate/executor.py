@@ -87,7 +87,7 @@ class Interrupt:
                 self._runners.remove(runner)
 
     def trigger(self) -> None:
-        """Stop the run (called from a signal handler, so it only sets flags)."""
+        """Stop the run; called from a signal handler, so it only sets flags under short-held locks."""
         self.event.set()
         with self._lock:
             runners = list(self._runners)
@@ -128,7 +128,7 @@ class HostRunner:
         self.registered: dict[str, Any] = {}
         self.audit = audit
         self.pending = pending
-        self.interrupt_ = interrupt
+        self._interrupt = interrupt
         self.notices: list[str] = []
         # audit fields of every file this run wrote on the host, for on_verify_failure: rollback
         self.written: list[dict[str, Any]] = []
@@ -154,13 +154,13 @@ class HostRunner:
 
     def run(self) -> HostResult:
         """All plays in order; a failed step stops this host, never the others."""
-        if self.interrupt_ is not None:
-            self.interrupt_.register(self)
+        if self._interrupt is not None:
+            self._interrupt.register(self)
         try:
             result = self._run()
         finally:
-            if self.interrupt_ is not None:
-                self.interrupt_.unregister(self)
+            if self._interrupt is not None:
+                self._interrupt.unregister(self)
         try:
             self._record("host_end", status=result.status.value, message=result.message,
                          interrupted=bool(self.interrupted_at))

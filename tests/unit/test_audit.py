@@ -74,6 +74,13 @@ def test_removed_last_record_is_seen_through_the_head(tmp_path: Path) -> None:
     assert verify(path).problem == "record 5 removed from the end (the trail had 5 records)"
 
 
+def test_deleted_trail_is_seen_through_the_head(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    path.unlink()
+    assert verify(path).problem == "records 1-5 removed from the end (the trail had 5 records)"
+    assert verify(tmp_path / "elsewhere" / "audit.jsonl").ok, "no trail and no head: nothing was ever written"
+
+
 def test_rewritten_record_with_a_fresh_hash_breaks_the_chain(tmp_path: Path) -> None:
     from remediate.audit import _canonical, record_hash
 
