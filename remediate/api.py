@@ -230,6 +230,7 @@ def prepare_rollback(
     force: bool = False,
     log: AuditLog | None = None,
     inventory: str | None = None,
+    verify: bool = True,
 ) -> Loaded:
     """The plays undoing run_id, from the verified trail: restore files, their handlers, the verifications."""
     from . import audit as audit_mod
@@ -261,7 +262,7 @@ def prepare_rollback(
     if options.limit:
         selected &= {h.name for h in inv.select(options.limit, "--limit", Location(inv.path))}
     hosts = tuple(h for h in inv.hosts if h.name in selected)
-    todo = tuple(p for p in rollback_plays(plan, plays, force) if p.hosts in selected)
+    todo = tuple(p for p in rollback_plays(plan, plays, force, verify) if p.hosts in selected)
     return Loaded(inv, todo, tuple(paths), hosts, resources.template_path(tuple(paths)), secrets_of(inv, plays, options))
 
 
@@ -274,9 +275,10 @@ def rollback(
     log: AuditLog | None = None,
     interrupt: Interrupt | None = None,
     inventory: str | None = None,
+    verify: bool = True,
 ) -> RunReport:
     """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
-    loaded = prepare_rollback(run_id, options, force, log, inventory)
+    loaded = prepare_rollback(run_id, options, force, log, inventory, verify)
     audit = start_rollback_audit(loaded, options, run_id, force, why, log)
     return execute(loaded, options, events, audit=audit, interrupt=interrupt, mode=rollback_mode(options))
 

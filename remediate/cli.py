@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--diff", action="store_true", help="show unified diffs of the restores")
     rb.add_argument("--force", action="store_true",
                     help="restore files changed since that run; use a changed playbook or an unverifiable trail")
+    rb.add_argument("--no-verify", action="store_true",
+                    help="skip the playbook's verifications (they may assert the fix that is being undone)")
     rb.add_argument("--format", choices=("text", "json"), default="text")
     rb.add_argument("--forks", type=int, default=10, metavar="N")
     rb.add_argument("--verify-timeout", default="15m", metavar="DURATION")
@@ -250,7 +252,7 @@ def _rollback(args: argparse.Namespace) -> int:
         check=args.check, diff=args.diff, forks=max(1, args.forks), limit=args.limit, verify_timeout=verify_timeout,
         connect_timeout=args.connect_timeout, accept_new_host_keys=args.accept_new_host_keys,
     )
-    loaded = api.prepare_rollback(args.run_id, options, args.force, inventory=args.inventory)
+    loaded = api.prepare_rollback(args.run_id, options, args.force, inventory=args.inventory, verify=not args.no_verify)
     _REDACT.redactor = loaded.redactor
     events = report.TextEvents(sys.stdout, diff=args.diff, redactor=loaded.redactor) if args.format == "text" else None
     audit = api.start_rollback_audit(loaded, options, args.run_id, args.force, api.Why(args.reason, args.change_ref))

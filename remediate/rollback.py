@@ -121,8 +121,8 @@ def verify_play(play: Play, host: str) -> Play | None:
     return replace(play, hosts=host, steps=steps, handlers=(), tags=(), on_verify_failure="fail")
 
 
-def rollback_plays(plan: RollbackPlan, plays: Sequence[Play], force: bool) -> tuple[Play, ...]:
-    """Per host and play: restore (then the handlers that run), then that play's verifications."""
+def rollback_plays(plan: RollbackPlan, plays: Sequence[Play], force: bool, verify: bool = True) -> tuple[Play, ...]:
+    """Per host and play: restore (then the handlers that run), then that play's verifications (unless not verify)."""
     out: list[Play] = []
     for host in plan.hosts:
         changes = [c for c in plan.changes if c.host == host]
@@ -134,7 +134,7 @@ def rollback_plays(plan: RollbackPlan, plays: Sequence[Play], force: bool) -> tu
                                  "which that playbook no longer has")
             mine = [c for c in changes if (c.playbook, c.play) == (playbook, name)]
             out.append(restore_play(play, mine, host, force, plan.run_id))
-            verification = verify_play(play, host)
+            verification = verify_play(play, host) if verify else None
             if verification is not None:
                 out.append(verification)
     return tuple(out)

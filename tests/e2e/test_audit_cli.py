@@ -86,8 +86,9 @@ def test_apply_is_audited_and_rollback_restores_files_reloads_and_verifies(
     rollback_id = run_id_of(back)
     assert f"rolls back run {run_id}" in remediate("audit", "show", rollback_id).stdout
 
-    again = remediate("rollback", run_id)
+    again = remediate("rollback", run_id, "--no-verify")
     assert again.returncode == 0 and snapshot(mine) == original
+    assert all((p / "verified.log").read_text() == "verified\nverified\n" for p in mine.values())
     assert all((p / "restarts.log").read_text() == "restarted\nrestarted\n" for p in mine.values()), \
         "nothing restored, so nothing reloaded"
 
