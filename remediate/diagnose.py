@@ -90,7 +90,8 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                                              "PeriodicTask rows never get last_run_at")
 
         script = templating.render_file("celery_state.py.j2", resources.template_path(), v)
-        query_service = backend if backend in model.services else beat
+        # the settings beat really loads are read in beat's own container: the backend may run an older image
+        query_service = beat if beat_started is not None else backend if backend in model.services else beat
         q = exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
                         {"REMEDIATE_CELERY_APP": str(v["celery_app"])}, script)
         result = transport.run(q.argv, stdin=script.encode(), env=q.env, timeout=300)
@@ -145,7 +146,7 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
             if registered is None:
                 add("problem", "worker_silent", f"{worker} did not answer `celery inspect registered`")
             else:
-                missing = [t for t in referenced if t not in registered]
+                missing = cel.unregistered(referenced, registered)
                 facts["registered_tasks"] = sorted(registered)
                 if missing:
                     add("problem", "unregistered_tasks", f"scheduled but not registered with {worker}: {', '.join(missing)}")
