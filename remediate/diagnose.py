@@ -90,7 +90,8 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                                              "PeriodicTask rows never get last_run_at")
 
         script = templating.render_file("celery_state.py.j2", resources.template_path(), v)
-        query_service = backend if backend in model.services else beat
+        # the settings beat really loads are read in beat's own container: the backend may run an older image
+        query_service = beat if beat_started is not None else backend if backend in model.services else beat
         q = exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
                         {"REMEDIATE_CELERY_APP": str(v["celery_app"])}, script)
         result = transport.run(q.argv, stdin=script.encode(), env=q.env, timeout=300)
@@ -145,7 +146,7 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
             if registered is None:
                 add("problem", "worker_silent", f"{worker} did not answer `celery inspect registered`")
             else:
-                missing = [t for t in referenced if t not in registered]
+                missing = cel.unregistered(referenced, registered)
                 facts["registered_tasks"] = sorted(registered)
                 if missing:
                     add("problem", "unregistered_tasks", f"scheduled but not registered with {worker}: {', '.join(missing)}")
@@ -175,14 +176,26 @@ def _stale_files(transport: Transport, compose: cf.Compose, project: cf.Project,
             add("warning", "stale_schedule_file", f"{beat}: {path} is left from the PersistentScheduler; unused now")
 
 
-def diagnose(inventory: Inventory, hosts: tuple[Host, ...], make_transport: Any, forks: int = 10) -> tuple[HostDiagnosis, ...]:
-    """Diagnose hosts in parallel, one connection each."""
+def diagnose(
+    inventory: Inventory, hosts: tuple[Host, ...], make_transport: Any, forks: int = 10, audit: Any = None
+) -> tuple[HostDiagnosis, ...]:
+    """Diagnose hosts in parallel, one connection each; with `audit` (a RunAudit), each host's outcome is recorded."""
     def one(host: Host) -> HostDiagnosis:
         transport = make_transport(host)
         try:
-            return diagnose_host(host, transport)
+            result = diagnose_host(host, transport)
         finally:
             transport.close()
+        if audit is not None:
+            audit.record(
+                "diagnosis", host.name, ssh_user=None if host.is_local else host.user,
+                address=None if host.is_local else f"{host.address}:{host.port}",
+                host_key_fingerprint=getattr(transport, "host_key_fingerprint", None),
+                client_key_fingerprint=getattr(transport, "client_key_fingerprint", None),
+                problems=len(result.problems), error=result.error,
+                findings=[f"{f.severity} {f.code}: {f.message}" for f in result.findings],
+            )
+        return result
 
     with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts)))) as pool:
         return tuple(pool.map(one, hosts))

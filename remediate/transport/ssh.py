@@ -5,6 +5,7 @@ import base64
 import getpass
 import hashlib
 import os
+import re
 import secrets
 import select
 import socket
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandFailed, Unreachable
+from ..errors import CommandFailed, Interrupted, Unreachable
 from .base import CommandResult, shell_command
 
 if TYPE_CHECKING:
@@ -25,21 +26,12 @@ if TYPE_CHECKING:
 _known_hosts_lock = threading.Lock()
 _parsed_lock = threading.Lock()
 _parsed: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
-
-
-def known_host_keys(path: str) -> paramiko.HostKeys:
-    """known_hosts parsed once per version of the file, shared read-only by every host's connection."""
-    import paramiko
-
-    # paramiko's HostKeys.load is quadratic in the number of lines; parsing the file again for each
-    # of N hosts made start-up O(N^3) in practice (50 hosts: ~1 s of CPU before the first byte was sent)
-    with _parsed_lock:
-        st = os.stat(path)
-        version = (st.st_ino, st.st_mtime_ns, st.st_size)
-        cached = _parsed.get(path)
-        if cached is None or cached[0] != version:
-            cached = _parsed[path] = (version, paramiko.HostKeys(path))
-        return cached[1]
+# sshd runs each session command in a new session (setsid), so the shell's pid is the process group to kill
+# on interrupt; the shell reports it first on stderr, and the line is removed from the output.
+_PID_PREFIX = "printf '\\036remediate-pid:%s\\n' \"$$\" >&2; "
+_PID_LINE = re.compile(rb"\x1eremediate-pid:(\d+)\n")
+# How often a running command looks for an interrupt; it only bounds how late a kill starts.
+_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -80,8 +72,23 @@ def _policy(known_hosts: str, accept_new: bool, notices: list[str]) -> Any:
     return Policy()
 
 
+def known_host_keys(path: str) -> paramiko.HostKeys:
+    """known_hosts parsed once per version of the file, shared read-only by every host's connection."""
+    import paramiko
+
+    # paramiko's HostKeys.load is quadratic in the number of lines; parsing the file again for each
+    # of N hosts made start-up O(N^3) in practice (50 hosts: ~1 s of CPU before the first byte was sent)
+    with _parsed_lock:
+        st = os.stat(path)
+        version = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = _parsed.get(path)
+        if cached is None or cached[0] != version:
+            cached = _parsed[path] = (version, paramiko.HostKeys(path))
+        return cached[1]
+
+
 class SSHTransport:
-    """One lazily opened SSH connection; commands run one after another in one remote `sh` on it."""
+    """One lazily opened SSH connection; commands without stdin run one after another in one remote `sh`."""
 
     def __init__(self, host: Host, options: SSHOptions) -> None:
         self.name = host.name
@@ -91,8 +98,12 @@ class SSHTransport:
         self._conn: Any = None
         self._transport: paramiko.Transport | None = None
         self.host_key_fingerprint: str | None = None
-        # the host's one remote shell and what it printed past the last command's end marker
+        self.client_key_fingerprint: str | None = None
+        self._interrupted = threading.Event()
+        # the host's one remote shell, its pid (= its process group: sshd starts each session with setsid),
+        # and what it printed past the last command's end marker
         self._shell: paramiko.Channel | None = None
+        self._shell_pid: int | None = None
         self._out = bytearray()
         self._err = bytearray()
         self._lock = threading.Lock()
@@ -150,9 +161,14 @@ class SSHTransport:
         assert transport is not None
         transport.set_keepalive(30)
         self.host_key_fingerprint = fingerprint(transport.get_remote_server_key())
+        self.client_key_fingerprint = _client_fingerprint(host.identity_file)
         self._conn = conn
         self._transport = transport
         return transport
+
+    def interrupt(self) -> None:
+        """Kill the running remote command (its whole process group) and refuse new ones."""
+        self._interrupted.set()
 
     def connect(self) -> None:
         """Open the connection now (to report an unreachable host before any step)."""
@@ -168,12 +184,13 @@ class SSHTransport:
         timeout: float | None = None,
     ) -> CommandResult:
         """Run argv on the host: in the host's one remote shell, or on a channel of its own when it has stdin."""
-        command = shell_command(argv, env, cwd)
         limit = timeout if timeout is not None else self.options.command_timeout
+        if self._interrupted.is_set():
+            raise Interrupted(f"interrupted: {' '.join(argv)[:200]} was not started")
         with self._lock:
             if stdin:
-                return self._exec(argv, command, stdin, limit)
-            return self._in_shell(argv, command, limit)
+                return self._exec(argv, _PID_PREFIX + shell_command(argv, env, cwd), stdin, limit)
+            return self._in_shell(argv, shell_command(argv, env, cwd), limit)
 
     def _channel(self) -> paramiko.Channel:
         import paramiko
@@ -190,13 +207,22 @@ class SSHTransport:
             chan.exec_command(command)
             chan.sendall(stdin)
             chan.shutdown_write()
-            out, err = _drain(chan, time.monotonic() + limit)
+            out, err, pid = _drain(chan, time.monotonic() + limit, self._interrupted)
             if out is None:
-                raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s")
+                self._abandon(argv, pid, limit)
             rc = chan.recv_exit_status()
         finally:
             chan.close()
+        assert out is not None
         return CommandResult(tuple(argv), rc, out, err)
+
+    def _abandon(self, argv: Sequence[str], pid: int | None, limit: float) -> None:
+        """Kill a command that timed out or was interrupted, and raise accordingly."""
+        assert self._transport is not None
+        killed = self._kill(self._transport, pid)
+        if self._interrupted.is_set():
+            raise Interrupted(f"interrupted: {' '.join(argv)[:200]} {killed}")
+        raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s; {killed}")
 
     def _in_shell(self, argv: Sequence[str], command: str, limit: float) -> CommandResult:
         # sshd runs every exec request through the login shell and its startup files (often ~0.1 s of
@@ -208,24 +234,26 @@ class SSHTransport:
         if self._shell is None:
             chan = self._channel()
             chan.exec_command("sh")
-            self._shell, self._out, self._err = chan, bytearray(), bytearray()
+            self._shell, self._shell_pid, self._out, self._err = chan, None, bytearray(), bytearray()
             ready = secrets.token_hex(16)
         shell = self._shell
         token = secrets.token_hex(16)
         script = ""
         if ready:
-            # whatever the startup files print comes before this marker and is dropped
-            script += f"printf '%s 0\\n' {ready}o; printf '%s\\n' {ready}e >&2\n"
+            # whatever the startup files print comes before this marker and is dropped; $$ is the kill target
+            script += f"printf '%s %d\\n' {ready}o $$; printf '%s\\n' {ready}e >&2\n"
         # a subshell, so cd/exports stay with the command; stdin is never the shell's own input
         script += f"( {command}\n) </dev/null; printf '%s %d\\n' {token}o $?; printf '%s\\n' {token}e >&2\n"
         try:
             shell.sendall(script.encode())
             if ready:
-                self._until(shell, ready, deadline)
+                self._shell_pid = self._until(shell, ready, deadline)[2]
             out, err, rc = self._until(shell, token, deadline)
         except _ShellTimeout:
-            self._drop_shell()
-            raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s") from None
+            try:
+                self._abandon(argv, self._shell_pid, limit)  # kills the shell's process group, then raises
+            finally:
+                self._drop_shell()
         except _ShellGone as gone:
             # the command ended the shell itself (or sshd did): report what it left, start a new shell next time
             self._drop_shell()
@@ -254,14 +282,37 @@ class SSHTransport:
                 rc = chan.exit_status if chan.exit_status_ready() else 255
                 raise _ShellGone(rc, bytes(out), bytes(err))
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._interrupted.is_set():
                 raise _ShellTimeout()
-            select.select([chan], [], [], min(remaining, 5.0))
+            select.select([chan], [], [], min(remaining, _POLL))
 
     def _drop_shell(self) -> None:
         if self._shell is not None:
             self._shell.close()
         self._shell = None
+        self._shell_pid = None
+
+    def _kill(self, transport: paramiko.Transport, pid: int | None) -> str:
+        """TERM, then KILL after a bounded wait, the process group of an abandoned command."""
+        if pid is None:
+            return "(its process id was never seen; it may still run)"
+        script = (
+            # no "--": dash's kill builtin does not take it; a negative pid names the process group
+            'kill -TERM "-$0" 2>/dev/null || exit 0; i=0; '
+            'while kill -0 "-$0" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+            'kill -KILL "-$0" 2>/dev/null; exit 0'
+        )
+        try:
+            chan = transport.open_session(timeout=self.options.connect_timeout)
+            try:
+                chan.exec_command(shell_command(["sh", "-c", script, str(pid)]))
+                chan.shutdown_write()
+                chan.recv_exit_status()
+            finally:
+                chan.close()
+        except Exception as exc:  # noqa: BLE001 - the kill is best effort; say it failed rather than hide the interrupt
+            return f"(killing remote process group {pid} failed: {exc})"
+        return f"(remote process group {pid} killed)"
 
     def close(self) -> None:
         """Close the shell and the connection."""
@@ -273,7 +324,7 @@ class SSHTransport:
 
 
 class _ShellTimeout(Exception):
-    """The command did not finish before its deadline."""
+    """The command did not finish before its deadline, or the run was interrupted."""
 
 
 class _ShellGone(Exception):
@@ -284,20 +335,45 @@ class _ShellGone(Exception):
         self.rc, self.out, self.err = rc, out, err
 
 
-def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes | None, bytes]:
-    """Read stdout and stderr until EOF; (None, ...) when the deadline passes first."""
+def _client_fingerprint(identity_file: str | None) -> str | None:
+    """SHA256 fingerprint of the client key used (from its .pub, else the private key file)."""
+    if not identity_file:
+        return None
+    import paramiko
+
+    try:
+        pub = identity_file + ".pub"
+        if os.path.exists(pub):
+            kind, data = open(pub, encoding="ascii").read().split()[:2]
+            digest = hashlib.sha256(base64.b64decode(data)).digest()
+            return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+        return fingerprint(paramiko.PKey.from_path(identity_file))
+    except (OSError, ValueError, paramiko.SSHException):
+        return None
+
+
+def _drain(
+    chan: paramiko.Channel, deadline: float, interrupted: threading.Event
+) -> tuple[bytes | None, bytes, int | None]:
+    """Read stdout and stderr until EOF; (None, ...) when the deadline passes or an interrupt comes first."""
     out: list[bytes] = []
-    err: list[bytes] = []
+    err = b""
+    pid: int | None = None
     while True:
         # EOF is fed after all data on the wire, so once it is seen the buffers hold everything
         eof = chan.eof_received or chan.closed
         while chan.recv_ready():
             out.append(chan.recv(65536))
         while chan.recv_stderr_ready():
-            err.append(chan.recv_stderr(65536))
+            err += chan.recv_stderr(65536)
+        if pid is None:
+            found = _PID_LINE.search(err)
+            if found:
+                pid = int(found.group(1))
+                err = err[: found.start()] + err[found.end():]
         if eof:
-            return b"".join(out), b"".join(err)
+            return b"".join(out), err, pid
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None, b"".join(err)
-        select.select([chan], [], [], min(remaining, 5.0))
+        if remaining <= 0 or interrupted.is_set():
+            return None, err, pid
+        select.select([chan], [], [], min(remaining, _POLL))
