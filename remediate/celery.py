@@ -75,12 +75,15 @@ def parse_tasks(rows: Iterable[Mapping[str, Any]]) -> tuple[Task, ...]:
 
 def never_fires(task: Task) -> bool:
     """A crontab whose days of month exist in none of its months (e.g. 31 February)."""
-    if not task.cron:
-        return False
+    return bool(task.cron) and cron_never_fires(str(task.cron))
+
+
+def cron_never_fires(expr: str) -> bool:
+    """A 5-field cron expression whose days of month exist in none of its months (e.g. '0 0 31 2 *')."""
     from croniter import croniter
 
     try:
-        fields = croniter.expand(task.cron)[0]
+        fields = croniter.expand(expr)[0]
     except Exception:
         return False
     doms, months, dows = fields[2], fields[3], fields[4]
