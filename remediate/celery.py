@@ -155,14 +155,14 @@ def assess(tasks: Sequence[Task], now: datetime, beat_started: datetime | None, 
         ld = last_due(t, now - lag - GRACE)
         if ld is None:
             out.append(TaskHealth(t, "ok", None, nd, "not due yet"))
+        elif t.last_run_at is not None and t.last_run_at >= ld - timedelta(seconds=1):
+            out.append(TaskHealth(t, "ok", ld, nd, f"last run {iso(t.last_run_at)}"))
         elif beat_started is not None and ld < beat_started:
             out.append(TaskHealth(t, "pending", ld, nd, f"last due {iso(ld)} before beat started {iso(beat_started)}"))
         elif t.last_run_at is None:
             out.append(TaskHealth(t, "never_run", ld, nd, f"never run; was due {iso(ld)}"))
-        elif t.last_run_at < ld - timedelta(seconds=1):
-            out.append(TaskHealth(t, "overdue", ld, nd, f"last run {iso(t.last_run_at)}; was due {iso(ld)}"))
         else:
-            out.append(TaskHealth(t, "ok", ld, nd, f"last run {iso(t.last_run_at)}"))
+            out.append(TaskHealth(t, "overdue", ld, nd, f"last run {iso(t.last_run_at)}; was due {iso(ld)}"))
     return tuple(out)
 
 
