@@ -19,8 +19,8 @@ def render(report: DriftReport) -> str:
             "errors": sum(c.status == CheckStatus.ERROR for c in checks),
             "skipped": sum(c.status == CheckStatus.SKIPPED for c in checks),
         }
-        suite = ET.SubElement(suites, "testsuite", name=host, timestamp=stamp, time="0",
-                              **{k: str(v) for k, v in counts.items()})
+        attrib = {"name": host, "timestamp": stamp, "time": "0", **{k: str(v) for k, v in counts.items()}}
+        suite = ET.SubElement(suites, "testsuite", attrib)
         for key in totals:
             totals[key] += counts[key]
         for c in checks:

@@ -47,7 +47,7 @@ def parse_schedule(text: str) -> CronSchedule:
     if len(fields) != 5:
         raise InputError(f"--schedule: expected 5 fields (minute hour day-of-month month day-of-week), "
                          f"got {len(fields)} in {text!r}")
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
 
     from .celery import cron_never_fires
 
@@ -153,7 +153,7 @@ def render(kind: Kind, job: Job) -> dict[str, str]:
     from . import resources, templating
 
     _checked(job)
-    variables = {
+    variables: dict[str, object] = {
         "marker": job.marker, "env": job.env, "name": job.name, "schedule": job.schedule.text, "user": job.user,
         "workdir": job.workdir, "state_dir": job.state_dir, "lock": job.lock, "log": job.log,
     }
