@@ -55,16 +55,22 @@ def load(env: str, playbooks: tuple[str, ...], options: RunOptions, inventory: s
         for host in inv.select(play.hosts, f"play {play.name!r}: hosts", play.where):
             if limit is None or host.name in limit:
                 selected[host.name] = host
+    registered_before: dict[str, set[str]] = {}
     for play in plays:
         for host in inv.select(play.hosts, "hosts", play.where):
             if host.name in selected:
-                check_variables(play, host, options, tpath)
+                # a host's registered results outlive their play (HostRunner keeps them), so later plays may use them
+                earlier = registered_before.setdefault(host.name, set())
+                check_variables(play, host, options, tpath, frozenset(earlier))
+                earlier |= {s.register for s in (*play.steps, *play.handlers) if s.register}
     return Loaded(inv, plays, paths, tuple(selected.values()), tpath)
 
 
-def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[str, ...]) -> None:
+def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[str, ...],
+                    registered_earlier: frozenset[str] = frozenset()) -> None:
     """Every variable a step uses must be defined for the host (or registered earlier): exit 3, no contact."""
     known = set(play.defaults) | set(host.vars) | set(play.vars) | set(options.extra_vars) | MAGIC_VARS
+    known |= registered_earlier
     known |= set(templating.environment().globals)
     registered = {s.register for s in (*play.steps, *play.handlers) if s.register}
     for spec in (*play.steps, *play.handlers):
