@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
     )
     env.filters["to_json"] = _to_json
     env.filters["quote"] = _shell_quote
+    # Ansible's regex tests, which playbooks written for Ansible (and the shipped ones) use in select()/when:
+    env.tests["match"] = lambda value, pattern: re.match(str(pattern), str(value)) is not None
+    env.tests["search"] = lambda value, pattern: re.search(str(pattern), str(value)) is not None
     return env
 
 

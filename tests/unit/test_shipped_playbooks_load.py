@@ -1,4 +1,4 @@
-"""A result registered in one play is a known variable in the host's later plays (as at run time)."""
+"""What the shipped playbooks need from loading and templating: earlier plays' results, Ansible's regex tests."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,3 +40,15 @@ def test_a_result_registered_only_in_a_later_play_is_still_undefined(tmp_path: P
     (tmp_path / "two.yml").write_text("- name: second\n" + second + first)
     with pytest.raises(InputError, match="undefined variable 'found'"):
         api.load("x", (str(tmp_path / "two.yml"),), RunOptions(), str(tmp_path / "inv.yml"))
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("['-A', '--scheduler=x'] | select('match', '--scheduler=') | list | length", 1),
+    ("['-A', 'beat'] | select('match', '--scheduler=') | list | length", 0),
+    ("['celery', 'beat'] | select('search', 'ea') | list", ["beat"]),
+])
+def test_regex_tests_of_the_shipped_playbooks(expression: str, expected: object) -> None:
+    from remediate import templating
+    from remediate.errors import Location
+
+    assert templating.evaluate(expression, {}, Location("x.yml", 1), "t") == expected
