@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .facts import FileFact, write_file
+from .facts import FileFact, remove_file, write_file
 from .results import CommandOutput
 from .transport.base import Transport
 
@@ -38,10 +38,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Action:
-    """Base action. `runs_in_check`: read-only, so it runs in check mode too; `is_change`: counts as a change."""
+    """Base action. `runs_in_check`: read-only, so it runs in check mode too; `is_change`: counts as a change.
+
+    `interruptible`: an interrupt may kill it mid-way (a file write is always let finish).
+    """
 
     runs_in_check = False
     is_change = True
+    interruptible = True
 
     def describe(self) -> str:
         """One line saying what it does."""
@@ -58,6 +62,10 @@ class Action:
     def execute(self, ctx: ExecContext) -> Outcome:
         """Do it."""
         raise NotImplementedError
+
+    def audit_fields(self, run_id: str) -> dict[str, Any]:
+        """What the audit trail records before this action runs (rollback reads files' fields back)."""
+        return {"action": self.describe()}
 
 
 def backup_path(path: str, run_id: str) -> str:
@@ -93,10 +101,53 @@ class WriteFile(Action):
     def paths(self) -> tuple[str, ...]:
         return (self.path,)
 
+    interruptible = False
+
+    def audit_fields(self, run_id: str) -> dict[str, Any]:
+        import hashlib
+
+        return {
+            "action": self.describe(), "type": "write", "path": self.path,
+            "before_sha256": self.before.sha256, "after_sha256": hashlib.sha256(self.content).hexdigest(),
+            "backup": backup_path(self.path, run_id) if self.before.exists else None,
+            "created": not self.before.exists,
+        }
+
     def execute(self, ctx: ExecContext) -> Outcome:
         backup = backup_path(self.path, ctx.run_id)
         write_file(ctx.transport, self.path, self.content, self.before.sha256, backup, self.mode)
         return Outcome(message=f"wrote {self.path}" + (f" (backup {backup})" if self.before.exists else ""))
+
+
+@dataclass(frozen=True)
+class RemoveFile(Action):
+    """Move a file aside (to `FILE.remediate-RUN_ID.bak`), if it still is what was read: undoes a creation."""
+
+    path: str
+    before: FileFact
+    before_text: str = ""
+
+    interruptible = False
+
+    def describe(self) -> str:
+        return f"remove {self.path}"
+
+    def diff(self, host: str) -> str:
+        return unified_diff(host, self.path, self.before_text, "")
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+    def audit_fields(self, run_id: str) -> dict[str, Any]:
+        return {
+            "action": self.describe(), "type": "remove", "path": self.path, "before_sha256": self.before.sha256,
+            "after_sha256": "absent", "backup": backup_path(self.path, run_id), "created": False,
+        }
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        stash = backup_path(self.path, ctx.run_id)
+        remove_file(ctx.transport, self.path, self.before.sha256, stash)
+        return Outcome(message=f"removed {self.path} (kept as {stash})")
 
 
 @dataclass(frozen=True)
@@ -122,6 +173,9 @@ class RunCommand(Action):
         import shlex
 
         return ("run " if not self.read_only else "query ") + shlex.join(self.argv)
+
+    def audit_fields(self, run_id: str) -> dict[str, Any]:
+        return {"action": self.describe(), "type": "command", "argv": list(self.argv), "cwd": self.cwd}
 
     def execute(self, ctx: ExecContext) -> Outcome:
         result = ctx.transport.run(

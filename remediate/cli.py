@@ -2,19 +2,54 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+EXIT_FAILED = 1
 EXIT_INVALID = 3
 EXIT_INTERRUPTED = 130
+
+
+class _Secrets:
+    """The run's redactor, for error messages printed after loading (set once the inputs are loaded)."""
+
+    def __init__(self) -> None:
+        from .redact import NO_SECRETS
+
+        self.redactor = NO_SECRETS
+
+    def text(self, text: str) -> str:
+        """text, secrets masked."""
+        return self.redactor.text(text)
+
+
+_REDACT = _Secrets()
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[Any]:
+    """SIGINT/SIGTERM stop the run through an Interrupt instead of an exception at a random point."""
+    from .executor import Interrupt
+
+    interrupt = Interrupt()
+    handler = lambda signum, frame: interrupt.trigger()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupt
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediate",
         description="Declarative, previewable remediation of Docker Compose hosts over SSH.",
-        epilog="exit codes: 0 ok/in sync, 1 failed/unreachable, 2 --check found changes, 3 invalid input, "
-        "4 verification pending, 130 interrupted",
+        epilog="exit codes: 0 ok/in sync, 1 failed/unreachable/audit trail unwritable or tampered, "
+        "2 --check found changes, 3 invalid input, 4 verification pending, 130 interrupted",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -31,6 +66,34 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--verify-timeout", default="15m", metavar="DURATION", help="bound on verification waits (default 15m)")
     apply.add_argument("--accept-new-host-keys", action="store_true", help="trust and record unknown host keys (never changed ones)")
     apply.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    _why(apply)
+
+    rb = sub.add_parser("rollback", help="restore the files a run changed, reload, and verify again (audited)")
+    rb.add_argument("run_id", metavar="RUN_ID", help="the run to undo (see `remediate audit show`)")
+    rb.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (default: the one that run used)")
+    rb.add_argument("--limit", metavar="HOSTS", help="only these hosts or groups")
+    rb.add_argument("--check", action="store_true", help="show what would be restored; change nothing (exit 2)")
+    rb.add_argument("--diff", action="store_true", help="show unified diffs of the restores")
+    rb.add_argument("--force", action="store_true",
+                    help="restore files changed since that run; use a changed playbook or an unverifiable trail")
+    rb.add_argument("--no-verify", action="store_true",
+                    help="skip the playbook's verifications (they may assert the fix that is being undone)")
+    rb.add_argument("--format", choices=("text", "json"), default="text")
+    rb.add_argument("--forks", type=int, default=10, metavar="N")
+    rb.add_argument("--verify-timeout", default="15m", metavar="DURATION")
+    rb.add_argument("--accept-new-host-keys", action="store_true")
+    rb.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    _why(rb)
+
+    aud = sub.add_parser("audit", help="verify or show the audit trail (STATE_DIR/audit.jsonl)")
+    aud_sub = aud.add_subparsers(dest="audit_command", metavar="ACTION")
+    aud_sub.required = True
+    ver = aud_sub.add_parser("verify", help="exit 0 if the trail is intact, 1 naming the first record tampered with")
+    ver.add_argument("--file", metavar="PATH", help="a trail other than the state directory's")
+    show = aud_sub.add_parser("show", help="list runs, or show one run's records readably")
+    show.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    show.add_argument("--file", metavar="PATH", help="a trail other than the state directory's")
+    show.add_argument("--format", choices=("text", "json"), default="text")
 
     inv = sub.add_parser("inventory", help="show an environment's resolved hosts and variables")
     inv.add_argument("env", metavar="ENV")
@@ -43,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--limit", metavar="HOSTS")
     diag.add_argument("--format", choices=("text", "json"), default="text")
     diag.add_argument("--forks", type=int, default=10, metavar="N")
+    _why(diag)
 
     from .driftcli import add_parsers as add_drift_parsers
 
@@ -58,6 +122,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--playbook", action="append", default=[], metavar="PLAYBOOK", help="default playbooks/site.yml")
     p.add_argument("--limit", metavar="HOSTS", help="hosts or groups, comma-separated")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _why(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reason", metavar="TEXT", help="why this run happens (recorded in the audit trail)")
+    p.add_argument("--change-ref", metavar="REF", help="change request or ticket (recorded in the audit trail)")
 
 
 def parse_duration(text: str) -> float:
@@ -76,11 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remediate` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from .audit import AuditError
     from .errors import InputError
 
     try:
         if args.command == "apply":
             return _apply(args)
+        if args.command == "rollback":
+            return _rollback(args)
+        if args.command == "audit":
+            return _audit(args)
         if args.command == "inventory":
             return _inventory(args)
         if args.command == "validate":
@@ -92,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return driftcli.main(args)
     except InputError as exc:
-        print(f"remediate: error: {exc}", file=sys.stderr)
+        print(f"remediate: error: {_REDACT.text(str(exc))}", file=sys.stderr)
         return EXIT_INVALID
+    except AuditError as exc:
+        print(f"remediate: error: {_REDACT.text(str(exc))}; refusing to run: nothing was changed", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("remediate: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -148,22 +225,87 @@ def _apply(args: argparse.Namespace) -> int:
         accept_new_host_keys=args.accept_new_host_keys,
     )
     loaded = api.load(args.env, tuple(args.playbook), options, args.inventory)
-    events = report.TextEvents(sys.stdout, diff=args.diff) if args.format == "text" else None
-    result = api.execute(loaded, options, events)
-    if args.format == "json":
+    _REDACT.redactor = loaded.redactor
+    events = report.TextEvents(sys.stdout, diff=args.diff, redactor=loaded.redactor) if args.format == "text" else None
+    why = api.Why(args.reason, args.change_ref)
+    run_id = api.new_run_id()
+    audit = api.start_audit(loaded, options, run_id, why)
+    with _interruptible() as interrupt:
+        result = api.execute(loaded, options, events, audit=audit, interrupt=interrupt)
+    return _print_report(result, args.format)
+
+
+def _print_report(result: Any, fmt: str) -> int:
+    from . import report
+
+    if fmt == "json":
         print(report.to_json(result))
     else:
         print(report.recap(result))
+    if result.interrupted:
+        print("remediate: interrupted", file=sys.stderr)
     return int(result.exit_code())
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from . import api, report
+    from .errors import InputError
+    from .executor import RunOptions
+
+    try:
+        verify_timeout = parse_duration(args.verify_timeout)
+    except ValueError as exc:
+        raise InputError(f"--verify-timeout: {exc}") from None
+    options = RunOptions(
+        check=args.check, diff=args.diff, forks=max(1, args.forks), limit=args.limit, verify_timeout=verify_timeout,
+        connect_timeout=args.connect_timeout, accept_new_host_keys=args.accept_new_host_keys,
+    )
+    loaded = api.prepare_rollback(args.run_id, options, args.force, inventory=args.inventory, verify=not args.no_verify)
+    _REDACT.redactor = loaded.redactor
+    events = report.TextEvents(sys.stdout, diff=args.diff, redactor=loaded.redactor) if args.format == "text" else None
+    audit = api.start_rollback_audit(loaded, options, args.run_id, args.force, api.Why(args.reason, args.change_ref))
+    with _interruptible() as interrupt:
+        result = api.execute(loaded, options, events, audit=audit, interrupt=interrupt, mode=api.rollback_mode(options))
+    return _print_report(result, args.format)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from . import audit
+
+    path = Path(args.file) if args.file else audit.AuditLog.default().path
+    if args.audit_command == "verify":
+        verdict = audit.verify(path)
+        if verdict.ok:
+            print(f"{path}: intact, {verdict.records} record(s)")
+            return 0
+        print(f"{path}: TAMPERED: {verdict.problem}")
+        return EXIT_FAILED
+    records = audit.read_records(path)
+    if args.run_id:
+        records = audit.run_records(records, args.run_id)
+        if not records:
+            from .errors import InputError
+
+            raise InputError(f"no run {args.run_id!r} in the audit trail {path}")
+    if args.format == "json":
+        print(json.dumps(records, indent=2))
+    else:
+        print(audit.render_run(records) if args.run_id else audit.render_runs(records))
+    return 0
 
 
 def _inventory(args: argparse.Namespace) -> int:
     import json
 
     from . import api
+    from .executor import RunOptions
     from .inventory import load_inventory
 
     inv = load_inventory(api.inventory_path(args.env, args.inventory))
+    redactor = api.secrets_of(inv, (), RunOptions())
     doc = {
         "path": inv.path,
         "hosts": {
@@ -176,16 +318,17 @@ def _inventory(args: argparse.Namespace) -> int:
         "groups": {g: list(m) for g, m in inv.groups.items()},
     }
     if args.format == "json":
-        print(json.dumps(doc, indent=2, default=str))
+        print(json.dumps(redactor.data(doc), indent=2, default=str))
         return 0
-    print(f"inventory {inv.path}")
+    lines = [f"inventory {inv.path}"]
     for name, host in doc["hosts"].items():
         target = "local" if host["connection"] == "local" else f"{host['user'] or ''}@{host['address']}:{host['port']}"
-        print(f"{name}  {target}")
+        lines.append(f"{name}  {target}")
         for key, value in sorted(host["vars"].items()):
-            print(f"    {key} = {value!r}")
+            lines.append(f"    {key} = {value!r}")
     for group, members in doc["groups"].items():
-        print(f"group {group}: {', '.join(members)}")
+        lines.append(f"group {group}: {', '.join(members)}")
+    print(redactor.text("\n".join(lines)))
     return 0
 
 
@@ -207,9 +350,24 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .inventory import load_inventory
     from .errors import Location
 
+    from pathlib import Path
+
+    from .audit import AuditLog, sha256_file
+
     inv = load_inventory(api.inventory_path(args.env, args.inventory))
     hosts = inv.select(args.limit or "all", "--limit", Location(inv.path))
     options = RunOptions()
-    results = diagnose.diagnose(inv, hosts, lambda h: api.make_transport(h, options), args.forks)
-    print(diagnose.render_json(results) if args.format == "json" else diagnose.render_text(results))
-    return diagnose.exit_code(results)
+    redactor = api.secrets_of(inv, (), options)
+    _REDACT.redactor = redactor
+    audit = AuditLog.default().start(
+        api.new_run_id(), "diagnose", redactor, why={"reason": args.reason, "change_ref": args.change_ref},
+        inventory={"path": str(Path(inv.path).resolve()), "sha256": sha256_file(inv.path)},
+        hosts=[h.name for h in hosts], playbooks=[],
+    )
+    results = diagnose.diagnose(inv, hosts, lambda h: api.make_transport(h, options), args.forks, audit)
+    code = diagnose.exit_code(results)
+    audit.record("run_end", exit_code=code, summary={"hosts": len(results), "problems": sum(bool(r.problems) for r in results),
+                                                     "errors": sum(bool(r.error) for r in results)}, interrupted=False)
+    text = diagnose.render_json(results) if args.format == "json" else diagnose.render_text(results)
+    print(redactor.text(text))
+    return code

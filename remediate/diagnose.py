@@ -177,14 +177,26 @@ def _stale_files(transport: Transport, compose: cf.Compose, project: cf.Project,
             add("warning", "stale_schedule_file", f"{beat}: {path} is left from the PersistentScheduler; unused now")
 
 
-def diagnose(inventory: Inventory, hosts: tuple[Host, ...], make_transport: Any, forks: int = 10) -> tuple[HostDiagnosis, ...]:
-    """Diagnose hosts in parallel, one connection each."""
+def diagnose(
+    inventory: Inventory, hosts: tuple[Host, ...], make_transport: Any, forks: int = 10, audit: Any = None
+) -> tuple[HostDiagnosis, ...]:
+    """Diagnose hosts in parallel, one connection each; with `audit` (a RunAudit), each host's outcome is recorded."""
     def one(host: Host) -> HostDiagnosis:
         transport = make_transport(host)
         try:
-            return diagnose_host(host, transport)
+            result = diagnose_host(host, transport)
         finally:
             transport.close()
+        if audit is not None:
+            audit.record(
+                "diagnosis", host.name, ssh_user=None if host.is_local else host.user,
+                address=None if host.is_local else f"{host.address}:{host.port}",
+                host_key_fingerprint=getattr(transport, "host_key_fingerprint", None),
+                client_key_fingerprint=getattr(transport, "client_key_fingerprint", None),
+                problems=len(result.problems), error=result.error,
+                findings=[f"{f.severity} {f.code}: {f.message}" for f in result.findings],
+            )
+        return result
 
     with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts)))) as pool:
         return tuple(pool.map(one, hosts))

@@ -56,6 +56,10 @@ class CommandFailed(StepError):
         return f"command failed (exit {self.rc}): {cmd}" + (f"\n{tail}" if tail else "")
 
 
+class Interrupted(StepError):
+    """SIGINT/SIGTERM stopped the run; an in-flight remote command was killed."""
+
+
 class Unreachable(RemediateError):
     """The host could not be reached or authenticated, or its key was not trusted."""
 

@@ -33,7 +33,8 @@ cat > "$tmp"
 if [ -e "$f" ]; then
   chmod --reference="$f" -- "$tmp"
   chown --reference="$f" -- "$tmp" 2>/dev/null || true
-  cp -p -- "$f" "$backup"
+  # a second edit of the file in the same run keeps the backup of the original, not of the first edit
+  [ -e "$backup" ] || cp -p -- "$f" "$backup"
 else
   chmod "$mode" -- "$tmp"
 fi
@@ -42,6 +43,17 @@ sync -- "$tmp"
 mv -f -- "$tmp" "$f"
 trap - EXIT
 sync -- "$dir" 2>/dev/null || true
+"""
+
+
+# Compare-and-swap removal: the file is moved aside (kept), not deleted. Exit 75 = conflict.
+_REMOVE = r"""
+set -eu
+f=$1 expected=$2 stash=$3
+current() { if [ -e "$f" ]; then sha256sum < "$f" | cut -d' ' -f1; else echo absent; fi; }
+[ "$(current)" = "$expected" ] || { echo "remediate: $f changed since it was read; left as it is" >&2; exit 75; }
+mv -f -- "$f" "$stash"
+sync -- "$(dirname -- "$f")" 2>/dev/null || true
 """
 
 
@@ -85,3 +97,12 @@ def write_file(transport: Transport, path: str, data: bytes, expected_sha256: st
         raise WriteConflict(result.err.strip())
     if result.rc != 0:
         raise StepError(f"cannot write {path}: {result.err.strip() or f'exit {result.rc}'}")
+
+
+def remove_file(transport: Transport, path: str, expected_sha256: str, stash: str) -> None:
+    """Move path aside to stash if it still has the expected hash."""
+    result = transport.run(["sh", "-c", _REMOVE, "sh", path, expected_sha256, stash])
+    if result.rc == 75:
+        raise WriteConflict(result.err.strip())
+    if result.rc != 0:
+        raise StepError(f"cannot remove {path}: {result.err.strip() or f'exit {result.rc}'}")

@@ -42,6 +42,7 @@ class Inventory:
     path: str
     hosts: tuple[Host, ...]
     groups: Mapping[str, tuple[str, ...]]
+    secret_vars: tuple[str, ...] = ()
 
     def host(self, name: str) -> Host:
         """The host of that name."""
@@ -71,7 +72,7 @@ class Inventory:
 def load_inventory(path: Path) -> Inventory:
     """Load and validate an inventory file."""
     data = schema.require_map(load_file(path), "an inventory", Location(str(path), 1))
-    schema.check_keys(data, ("vars", "hosts", "groups"), "the inventory", required=("hosts",))
+    schema.check_keys(data, ("vars", "hosts", "groups", "secret_vars"), "the inventory", required=("hosts",))
     shared = schema.get_vars(data, "vars")
     hosts_data = data["hosts"]
     if not isinstance(hosts_data, YMap) or not hosts_data:
@@ -118,7 +119,8 @@ def load_inventory(path: Path) -> Inventory:
             if member not in names:
                 raise InputError(f"group {group!r} names unknown host {member!r}{schema.suggest(member, names)}", at)
         groups[group] = tuple(members)
-    return Inventory(str(path), tuple(hosts), MappingProxyType(groups))
+    secret_vars = schema.get_str_list(data, "secret_vars")
+    return Inventory(str(path), tuple(hosts), MappingProxyType(groups), secret_vars)
 
 
 def _expand(value: str | None) -> str | None:

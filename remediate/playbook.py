@@ -15,7 +15,8 @@ STEP_KEYS = (
     "name", "when", "register", "notify", "listen", "tags", "until", "retries", "delay",
     "changed_when", "failed_when", "ignore_errors", "loop", "verify",
 )
-PLAY_KEYS = ("name", "hosts", "vars", "defaults", "steps", "handlers", "tags", "on_verify_failure")
+PLAY_KEYS = ("name", "hosts", "vars", "defaults", "steps", "handlers", "tags", "on_verify_failure", "secret_vars")
+VERIFY_FAILURE_ACTIONS = ("fail", "rollback")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Play:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     path: str = ""
+    on_verify_failure: str = "fail"
+    secret_vars: tuple[str, ...] = ()
 
 
 def load_playbook(path: Path, _seen: tuple[str, ...] = ()) -> tuple[Play, ...]:
@@ -110,6 +113,12 @@ def _load_play(data: YMap, path: str) -> Play:
                     f"step {step.name!r} notifies unknown handler {target!r}{schema.suggest(target, handler_names)}",
                     step.where, "notify",
                 )
+    on_failure = schema.get_str(data, "on_verify_failure", "a play", default="fail") or "fail"
+    if on_failure not in VERIFY_FAILURE_ACTIONS:
+        raise InputError(
+            f"on_verify_failure must be one of {', '.join(VERIFY_FAILURE_ACTIONS)}, not {on_failure!r}",
+            data.loc("on_verify_failure"), "on_verify_failure",
+        )
     return Play(
         name=name or hosts,
         hosts=hosts,
@@ -120,6 +129,8 @@ def _load_play(data: YMap, path: str) -> Play:
         defaults=MappingProxyType(schema.get_vars(data, "defaults")),
         tags=schema.get_str_list(data, "tags"),
         path=path,
+        on_verify_failure=on_failure,
+        secret_vars=schema.get_str_list(data, "secret_vars"),
     )
 
 

@@ -6,6 +6,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from .redact import NO_SECRETS, Redactor
 from .results import HostResult, RunReport, Status, StepResult
 
 _COLORS = {
@@ -17,8 +18,11 @@ _COLORS = {
 class TextEvents:
     """Prints each step as it finishes, and progress of long waits; safe across host threads."""
 
-    def __init__(self, stream: TextIO = sys.stdout, diff: bool = False, color: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO = sys.stdout, diff: bool = False, color: bool | None = None, redactor: Redactor = NO_SECRETS
+    ) -> None:
         self.stream = stream
+        self.redactor = redactor
         self.diff = diff
         self.color = stream.isatty() if color is None else color
         self.lock = threading.Lock()
@@ -36,17 +40,17 @@ class TextEvents:
         if self.diff and result.diff:
             lines += [result.diff.rstrip("\n")]
         with self.lock:
-            print("\n".join(lines), file=self.stream, flush=True)
+            print(self.redactor.text("\n".join(lines)), file=self.stream, flush=True)
 
     def progress(self, host: str, step: str, message: str) -> None:
         """A progress line for a long wait."""
         with self.lock:
-            print(f"{host} | {'...':<12} | {step}: {message}", file=self.stream, flush=True)
+            print(self.redactor.text(f"{host} | {'...':<12} | {step}: {message}"), file=self.stream, flush=True)
 
 
 def recap(report: RunReport) -> str:
     """The per-host recap that ends a text run."""
-    mode = " (check mode: nothing was changed)" if report.mode == "check" else ""
+    mode = " (check mode: nothing was changed)" if report.mode == "check" else f" ({report.mode})" if report.mode != "apply" else ""
     lines = [f"RECAP run {report.run_id}{mode}"]
     width = max((len(h.host) for h in report.hosts), default=4)
     for host in report.hosts:
@@ -63,7 +67,7 @@ def recap(report: RunReport) -> str:
     lines.append("hosts: " + ", ".join(f"{k}={v}" for k, v in summary.items()) + f"; exit {int(report.exit_code())}")
     if report.interrupted:
         lines.append("interrupted")
-    return "\n".join(lines)
+    return report.redactor.text("\n".join(lines))
 
 
 def step_json(step: StepResult) -> dict[str, Any]:
@@ -106,4 +110,4 @@ def to_json(report: RunReport) -> str:
         "exit_code": int(report.exit_code()),
         "interrupted": report.interrupted,
     }
-    return json.dumps(doc, indent=2, default=str)
+    return json.dumps(report.redactor.data(doc), indent=2, default=str)

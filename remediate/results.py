@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Location
+from .redact import NO_SECRETS, Redactor
 
 
 class Status(enum.Enum):
@@ -104,6 +105,8 @@ class RunReport:
     mode: str
     hosts: tuple[HostResult, ...]
     interrupted: bool = False
+    # every rendering of the report (text, JSON, HTML, JUnit) masks secrets through it
+    redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
 
     def summary(self) -> dict[str, int]:
         """Counts of hosts by outcome."""

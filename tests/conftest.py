@@ -46,6 +46,14 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         subprocess.run([str(ROOT / "lab" / "sshd.sh"), "stop", str(key_dir)], check=False)
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state directory (audit trail, pending reloads), never the user's."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("REMEDIATE_STATE_DIR", str(path))
+    return path
+
+
 def free_port(addresses: tuple[str, ...]) -> int:
     """A TCP port free on every address (so parallel test runs never collide)."""
     import socket

@@ -62,7 +62,18 @@ class FakeFiles:
             current = hashlib.sha256(self.files[path]).hexdigest() if path in self.files else "absent"
             if current != expected:
                 return CommandResult(argv, 75, b"", f"remediate: {path} changed since it was read".encode())
+            backup = args[2]
+            if path in self.files and backup not in self.files:
+                self.files[backup] = self.files[path]
             self.files[path] = stdin or b""
+            self.writes.append(path)
+            return CommandResult(argv, 0, b"", b"")
+        if 'mv -f -- "$f" "$stash"' in script:
+            path, expected, stash = args[0], args[1], args[2]
+            current = hashlib.sha256(self.files[path]).hexdigest() if path in self.files else "absent"
+            if current != expected:
+                return CommandResult(argv, 75, b"", f"remediate: {path} changed since it was read".encode())
+            self.files[stash] = self.files.pop(path)
             self.writes.append(path)
             return CommandResult(argv, 0, b"", b"")
         raise AssertionError(f"unscripted script: {script[:60]!r}")

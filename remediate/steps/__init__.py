@@ -8,12 +8,12 @@ from .command import Command
 from .compose import (
     ComposeExec, ComposeLogs, ComposeRebuild, ComposeRecreate, ComposeReload, ComposeRestart, ComposeService, DjangoQuery,
 )
-from .files import LineInFile, PythonAssignment, PythonStatement, Template
+from .files import LineInFile, PythonAssignment, PythonStatement, RestoreBackup, Template
 
 REGISTRY: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
-        PythonAssignment, PythonStatement, LineInFile, Template, Command, Assert,
+        PythonAssignment, PythonStatement, LineInFile, Template, RestoreBackup, Command, Assert,
         ComposeRestart, ComposeRecreate, ComposeRebuild, ComposeReload, ComposeExec, ComposeLogs, ComposeService,
         DjangoQuery, CeleryTaskModules, CeleryRegistered, CeleryTasksRun,
     )

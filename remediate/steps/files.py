@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..actions import Action, WriteFile
+from ..actions import Action, RemoveFile, WriteFile
 from ..errors import StepError
 from ..facts import FileFact, read_file
 from .base import Facts, PlanContext, Probe, Step
@@ -171,3 +171,57 @@ class Template(Step):
         if fact.exists and content == fact.data:
             return ()
         return (WriteFile(self.dest, fact, content, before, rendered, self.mode),)
+
+
+@dataclass(frozen=True)
+class RestoreBackup(Step):
+    """Put back a file's original from its backup, refusing a file changed since (`expected_sha256`) unless `force`.
+
+    Without `backup`, the file did not exist before: it is moved aside. `remediate rollback` writes these steps
+    from the audit trail; a playbook may use one too.
+
+    ```yaml
+    - name: settings as they were before run 20261124T101500Z-1a2b3c
+      restore_backup:
+        path: /srv/edms/backend/edms/settings/base.py
+        backup: /srv/edms/backend/edms/settings/base.py.remediate-20261124T101500Z-1a2b3c.bak
+        expected_sha256: 9f2c...   # what that run left; anything else was changed by someone since
+    ```
+    """
+
+    kind = "restore_backup"
+    path: str
+    backup: str | None = None
+    expected_sha256: str | None = None
+    original_sha256: str | None = None
+    force: bool = False
+
+    def probes(self) -> tuple[Probe, ...]:
+        return (FileProbe(self.path),) + ((FileProbe(self.backup),) if self.backup else ())
+
+    def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
+        current: FileFact = facts[FileProbe(self.path)]
+        if self.backup:
+            saved: FileFact = facts[FileProbe(self.backup)]
+            if not saved.exists:
+                raise StepError(f"backup {self.backup} is missing; {self.path} left as it is")
+            if self.original_sha256 and saved.sha256 != self.original_sha256 and not self.force:
+                raise StepError(f"backup {self.backup} changed since it was made (sha256 {saved.sha256}, "
+                                f"recorded {self.original_sha256}); left as it is (--force restores it anyway)")
+            if current.exists and current.data == saved.data:
+                return ()
+            self._refuse_if_changed(current)
+            return (WriteFile(self.path, current, saved.data, _text(current), _text(saved), saved.mode or "644"),)
+        if not current.exists:
+            return ()
+        self._refuse_if_changed(current)
+        return (RemoveFile(self.path, current, _text(current)),)
+
+    def _refuse_if_changed(self, current: FileFact) -> None:
+        if self.expected_sha256 and current.sha256 != self.expected_sha256 and not self.force:
+            raise StepError(f"{self.path} changed since that run (sha256 now {current.sha256}, the run left "
+                            f"{self.expected_sha256}); left as it is (--force restores it anyway)")
+
+
+def _text(fact: FileFact) -> str:
+    return fact.data.decode("utf-8", "replace") if fact.exists else ""

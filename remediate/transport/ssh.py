@@ -5,6 +5,7 @@ import base64
 import getpass
 import hashlib
 import os
+import re
 import select
 import socket
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandFailed, Unreachable
+from ..errors import CommandFailed, Interrupted, Unreachable
 from .base import CommandResult, shell_command
 
 if TYPE_CHECKING:
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from ..inventory import Host
 
 _known_hosts_lock = threading.Lock()
+# sshd runs each session command in a new session (setsid), so the shell's pid is the process group to kill
+# on interrupt; the shell reports it first on stderr, and the line is removed from the output.
+_PID_PREFIX = "printf '\\036remediate-pid:%s\\n' \"$$\" >&2; "
+_PID_LINE = re.compile(rb"\x1eremediate-pid:(\d+)\n")
+# How often a running command looks for an interrupt; it only bounds how late a kill starts.
+_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class SSHTransport:
         self._conn: Any = None
         self._transport: paramiko.Transport | None = None
         self.host_key_fingerprint: str | None = None
+        self.client_key_fingerprint: str | None = None
+        self._interrupted = threading.Event()
 
     def _open(self) -> paramiko.Transport:
         if self._transport is not None and self._transport.is_active():
@@ -121,9 +130,14 @@ class SSHTransport:
         assert transport is not None
         transport.set_keepalive(30)
         self.host_key_fingerprint = fingerprint(transport.get_remote_server_key())
+        self.client_key_fingerprint = _client_fingerprint(host.identity_file)
         self._conn = conn
         self._transport = transport
         return transport
+
+    def interrupt(self) -> None:
+        """Kill the running remote command (its whole process group) and refuse new ones."""
+        self._interrupted.set()
 
     def connect(self) -> None:
         """Open the connection now (to report an unreachable host before any step)."""
@@ -141,8 +155,10 @@ class SSHTransport:
         """Run argv on the host over a new channel of the one connection."""
         import paramiko
 
-        command = shell_command(argv, env, cwd)
+        command = _PID_PREFIX + shell_command(argv, env, cwd)
         limit = timeout if timeout is not None else self.options.command_timeout
+        if self._interrupted.is_set():
+            raise Interrupted(f"interrupted: {' '.join(argv)[:200]} was not started")
         transport = self._open()
         try:
             chan = transport.open_session(timeout=self.options.connect_timeout)
@@ -153,13 +169,38 @@ class SSHTransport:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            out, err = _drain(chan, time.monotonic() + limit)
+            out, err, pid = _drain(chan, time.monotonic() + limit, self._interrupted)
             if out is None:
-                raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s")
+                killed = self._kill(transport, pid)
+                if self._interrupted.is_set():
+                    raise Interrupted(f"interrupted: {' '.join(argv)[:200]} {killed}")
+                raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s; {killed}")
             rc = chan.recv_exit_status()
         finally:
             chan.close()
         return CommandResult(tuple(argv), rc, out, err)
+
+    def _kill(self, transport: paramiko.Transport, pid: int | None) -> str:
+        """TERM, then KILL after a bounded wait, the process group of an abandoned command."""
+        if pid is None:
+            return "(its process id was never seen; it may still run)"
+        script = (
+            # no "--": dash's kill builtin does not take it; a negative pid names the process group
+            'kill -TERM "-$0" 2>/dev/null || exit 0; i=0; '
+            'while kill -0 "-$0" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+            'kill -KILL "-$0" 2>/dev/null; exit 0'
+        )
+        try:
+            chan = transport.open_session(timeout=self.options.connect_timeout)
+            try:
+                chan.exec_command(shell_command(["sh", "-c", script, str(pid)]))
+                chan.shutdown_write()
+                chan.recv_exit_status()
+            finally:
+                chan.close()
+        except Exception as exc:  # noqa: BLE001 - the kill is best effort; say it failed rather than hide the interrupt
+            return f"(killing remote process group {pid} failed: {exc})"
+        return f"(remote process group {pid} killed)"
 
     def close(self) -> None:
         """Close the connection."""
@@ -169,20 +210,45 @@ class SSHTransport:
         self._transport = None
 
 
-def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes | None, bytes]:
-    """Read stdout and stderr until EOF; (None, ...) when the deadline passes first."""
+def _client_fingerprint(identity_file: str | None) -> str | None:
+    """SHA256 fingerprint of the client key used (from its .pub, else the private key file)."""
+    if not identity_file:
+        return None
+    import paramiko
+
+    try:
+        pub = identity_file + ".pub"
+        if os.path.exists(pub):
+            kind, data = open(pub, encoding="ascii").read().split()[:2]
+            digest = hashlib.sha256(base64.b64decode(data)).digest()
+            return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+        return fingerprint(paramiko.PKey.from_path(identity_file))
+    except (OSError, ValueError, paramiko.SSHException):
+        return None
+
+
+def _drain(
+    chan: paramiko.Channel, deadline: float, interrupted: threading.Event
+) -> tuple[bytes | None, bytes, int | None]:
+    """Read stdout and stderr until EOF; (None, ...) when the deadline passes or an interrupt comes first."""
     out: list[bytes] = []
-    err: list[bytes] = []
+    err = b""
+    pid: int | None = None
     while True:
         # EOF is fed after all data on the wire, so once it is seen the buffers hold everything
         eof = chan.eof_received or chan.closed
         while chan.recv_ready():
             out.append(chan.recv(65536))
         while chan.recv_stderr_ready():
-            err.append(chan.recv_stderr(65536))
+            err += chan.recv_stderr(65536)
+        if pid is None:
+            found = _PID_LINE.search(err)
+            if found:
+                pid = int(found.group(1))
+                err = err[: found.start()] + err[found.end():]
         if eof:
-            return b"".join(out), b"".join(err)
+            return b"".join(out), err, pid
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None, b"".join(err)
-        select.select([chan], [], [], min(remaining, 5.0))
+        if remaining <= 0 or interrupted.is_set():
+            return None, err, pid
+        select.select([chan], [], [], min(remaining, _POLL))

@@ -1,0 +1,140 @@
+"""Rollback, planned from the audit trail (pure): restore each file a run changed, reload, re-verify."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from .errors import InputError, Location
+from .playbook import Play, StepSpec
+
+
+@dataclass(frozen=True)
+class Change:
+    """A file a run changed on a host: its original (in `backup`, or absent) and what the run left."""
+
+    host: str
+    path: str
+    backup: str | None
+    original_sha256: str
+    after_sha256: str
+    notify: tuple[str, ...]
+    playbook: str
+    play: str
+    where: Location = Location("<audit>")
+
+    @staticmethod
+    def from_writes(host: str, writes: Sequence[Mapping[str, Any]], where: Location = Location("<audit>")) -> tuple[Change, ...]:
+        """One change per path: the first write's original, the last write's result, every step's notify."""
+        by_path: dict[str, Change] = {}
+        for w in writes:
+            path = str(w["path"])
+            notify = tuple(w.get("notify") or ())
+            at = Location(where.path, w["seq"]) if "seq" in w else where
+            first = by_path.get(path)
+            if first is None:
+                # a file the run created has no backup: rolling back removes it
+                backup = None if w.get("created") else w.get("backup")
+                by_path[path] = Change(host, path, backup, str(w.get("before_sha256")), str(w["after_sha256"]),
+                                       notify, str(w.get("playbook", "")), str(w.get("play", "")), at)
+            else:
+                merged = first.notify + tuple(n for n in notify if n not in first.notify)
+                by_path[path] = replace(first, after_sha256=str(w["after_sha256"]), notify=merged)
+        return tuple(by_path.values())
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a run changed, and what it ran with."""
+
+    run_id: str
+    inventory: str
+    playbooks: tuple[tuple[str, str], ...]
+    changes: tuple[Change, ...]
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Hosts with something to restore, in order of first change."""
+        return tuple(dict.fromkeys(c.host for c in self.changes))
+
+
+def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: str) -> RollbackPlan:
+    """The files a run wrote (ok results of writes), per host; InputError when the run is unknown or changed none."""
+    start = next((r for r in records if r.get("run_id") == run_id and r.get("event") == "run_start"), None)
+    if start is None:
+        raise InputError(f"no run {run_id!r} in the audit trail {trail} (see `remediate audit show`)")
+    if start.get("command") not in ("apply", "rollback"):
+        raise InputError(f"run {run_id} was a {start.get('command')} run: it changed nothing")
+    writes: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("run_id") == run_id and r.get("event") == "result" and r.get("outcome") == "ok" \
+                and r.get("type") in ("write", "remove"):
+            writes.setdefault(str(r["host"]), []).append(r)
+    changes = tuple(c for host, ws in writes.items() for c in Change.from_writes(host, ws, Location(trail)))
+    if not changes:
+        raise InputError(f"run {run_id} changed no file: nothing to roll back")
+    playbooks = tuple((str(p["path"]), str(p["sha256"])) for p in start.get("playbooks") or ())
+    inventory = (start.get("inventory") or {}).get("path")
+    if not inventory:
+        raise InputError(f"run {run_id}: its run_start record names no inventory")
+    return RollbackPlan(run_id, str(inventory), playbooks, changes)
+
+
+def restore_spec(change: Change, force: bool, rollback_of: str) -> StepSpec:
+    """A restore_backup step for one change, notifying the handlers its original change notified."""
+    args: dict[str, Any] = {
+        "path": change.path, "backup": change.backup, "expected_sha256": change.after_sha256, "force": force,
+        "original_sha256": change.original_sha256 if change.backup else None,
+    }
+    return StepSpec(
+        name=f"restore {change.path} as it was before run {rollback_of}",
+        kind="restore_backup",
+        args=MappingProxyType({k: _literal(v) for k, v in args.items()}),
+        where=change.where,
+        notify=change.notify,
+    )
+
+
+def _literal(value: Any) -> Any:
+    # arguments are rendered as templates: a path containing "{{" must stay a path
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        return "{% raw %}" + value + "{% endraw %}"
+    return value
+
+
+def restore_play(play: Play, changes: Sequence[Change], host: str, force: bool, rollback_of: str) -> Play:
+    """The play restoring changes on one host, with the original play's variables and handlers."""
+    names = {h.name for h in play.handlers} | {n for h in play.handlers for n in h.listen}
+    steps = tuple(
+        replace(restore_spec(c, force, rollback_of), notify=tuple(n for n in c.notify if n in names)) for c in changes
+    )
+    return replace(play, hosts=host, steps=steps, tags=(), on_verify_failure="fail")
+
+
+def verify_play(play: Play, host: str) -> Play | None:
+    """The original play's verifications for one host, or None when it has none."""
+    steps = tuple(s for s in play.steps if s.verify)
+    if not steps:
+        return None
+    return replace(play, hosts=host, steps=steps, handlers=(), tags=(), on_verify_failure="fail")
+
+
+def rollback_plays(plan: RollbackPlan, plays: Sequence[Play], force: bool, verify: bool = True) -> tuple[Play, ...]:
+    """Per host and play: restore (then the handlers that run), then that play's verifications (unless not verify)."""
+    out: list[Play] = []
+    for host in plan.hosts:
+        changes = [c for c in plan.changes if c.host == host]
+        keys = list(dict.fromkeys((c.playbook, c.play) for c in changes))
+        for playbook, name in keys:
+            play = next((p for p in plays if os.path.abspath(p.path) == playbook and p.name == name), None)
+            if play is None:
+                raise InputError(f"run {plan.run_id} changed files through play {name!r} of {playbook}, "
+                                 "which that playbook no longer has")
+            mine = [c for c in changes if (c.playbook, c.play) == (playbook, name)]
+            out.append(restore_play(play, mine, host, force, plan.run_id))
+            verification = verify_play(play, host) if verify else None
+            if verification is not None:
+                out.append(verification)
+    return tuple(out)

@@ -1,0 +1,133 @@
+"""The audit trail's hash chain: intact, and every kind of tampering named by record; concurrent appends."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from remediate import cli
+from remediate.audit import AuditError, AuditLog, read_records, verify
+from remediate.redact import Redactor
+
+
+def trail(tmp_path: Path, n: int = 5) -> Path:
+    log = AuditLog(tmp_path / "audit.jsonl", clock=lambda: 0.0)
+    run = log.start("run-1", "apply", Redactor(("s3cret-value",)), why={"reason": "test"})
+    for i in range(2, n + 1):
+        run.record("step", "web-1", step=f"step {i}", message=f"message {i} with s3cret-value")
+    return log.path
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def test_intact_trail_verifies_and_records_are_chained_and_redacted(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    assert verify(path).ok and verify(path).records == 5
+    records = read_records(path)
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    assert records[0]["prev"] == "0" * 64 and records[0]["who"]["local_user"]
+    import hashlib
+    assert records[3]["prev"] == hashlib.sha256(lines(path)[2].rstrip(b"\n")).hexdigest()
+    assert b"s3cret-value" not in path.read_bytes() and records[2]["message"] == "message 3 with ********"
+
+
+def test_one_byte_changed_names_the_record(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    data = lines(path)
+    data[2] = data[2].replace(b"message 3", b"message 4")
+    path.write_bytes(b"".join(data))
+    verdict = verify(path)
+    assert not verdict.ok and verdict.problem.startswith("record 3 (line 3) was edited")
+
+
+def test_one_byte_that_breaks_json_names_the_line(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[lines(path)[0].__len__()] = ord("X")  # the first byte of line 2
+    path.write_bytes(bytes(raw))
+    assert verify(path).problem == "line 2: not a valid record: record 2 was edited"
+
+
+def test_deleted_line_names_the_missing_record(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    data = lines(path)
+    del data[2]
+    path.write_bytes(b"".join(data))
+    assert verify(path).problem == "record 3 was removed (line 3 holds record 4)"
+
+
+def test_swapped_lines_are_named(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    data = lines(path)
+    data[1], data[2] = data[2], data[1]
+    path.write_bytes(b"".join(data))
+    assert verify(path).problem == "records are out of order: line 2 holds record 3, record 2 is at line 3"
+
+
+def test_removed_last_record_is_seen_through_the_head(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    path.write_bytes(b"".join(lines(path)[:-1]))
+    assert verify(path).problem == "record 5 removed from the end (the trail had 5 records)"
+
+
+def test_deleted_trail_is_seen_through_the_head(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    path.unlink()
+    assert verify(path).problem == "records 1-5 removed from the end (the trail had 5 records)"
+    assert verify(tmp_path / "elsewhere" / "audit.jsonl").ok, "no trail and no head: nothing was ever written"
+
+
+def test_rewritten_record_with_a_fresh_hash_breaks_the_chain(tmp_path: Path) -> None:
+    from remediate.audit import _canonical, record_hash
+
+    path = trail(tmp_path)
+    data = lines(path)
+    record = json.loads(data[1])
+    record["message"] = "forged"
+    record["hash"] = record_hash(record)
+    data[1] = _canonical(record) + b"\n"
+    path.write_bytes(b"".join(data))
+    assert verify(path).problem == "record 3 (line 3) does not chain to the record before it: record 2 was edited or replaced"
+
+
+def test_cli_audit_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = trail(tmp_path)
+    assert cli.main(["audit", "verify", "--file", str(path)]) == 0
+    assert "intact, 5 record(s)" in capsys.readouterr().out
+    data = lines(path)
+    path.write_bytes(b"".join([data[0], data[2], data[1], *data[3:]]))
+    assert cli.main(["audit", "verify", "--file", str(path)]) == 1
+    assert "TAMPERED: records are out of order: line 2 holds record 3" in capsys.readouterr().out
+
+
+def test_parallel_appends_stay_one_chain(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    run = log.start("run-1", "apply")
+
+    def host(name: str) -> None:
+        for i in range(40):
+            run.record("step", name, step=str(i))
+
+    threads = [threading.Thread(target=host, args=(f"web-{n}",)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verify(log.path).ok and verify(log.path).records == 201
+
+
+def test_a_second_log_object_continues_the_chain(tmp_path: Path) -> None:
+    path = trail(tmp_path)
+    AuditLog(path).start("run-2", "diagnose")
+    assert verify(path).ok and read_records(path)[-1]["seq"] == 6
+
+
+def test_unwritable_trail_raises_audit_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(AuditError, match="cannot write the audit trail"):
+        AuditLog(blocker / "audit.jsonl").start("run-1", "apply")
