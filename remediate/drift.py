@@ -262,7 +262,9 @@ def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_i
     diagnoses: tuple[HostDiagnosis, ...] = ()
     if opts.health and loaded.hosts:
         diagnoses = diagnose.diagnose(loaded.inventory, loaded.hosts, lambda h: api.make_transport(h, options), opts.forks)
-    return assess(opts.env, run_id, started, tuple(h.name for h in loaded.hosts), names, check_run, diagnoses)
+    report = assess(opts.env, run_id, started, tuple(h.name for h in loaded.hosts), names, check_run, diagnoses)
+    # masked once, here, so every rendering, the history and the notifications only ever see masked text
+    return from_doc(loaded.redactor.data(to_doc(report)))
 
 
 def fix(opts: DriftOptions, before: DriftReport, events: Any = None,
@@ -275,7 +277,7 @@ def fix(opts: DriftOptions, before: DriftReport, events: Any = None,
         return FixOutcome(before, None, None)
     options = _run_options(opts, False, ",".join(hosts))
     loaded = api.load(opts.env, opts.playbooks, options, opts.inventory)
-    applied = api.execute(loaded, options, events)
+    applied = api.execute(loaded, options, events, why=api.Why(f"remediate drift --fix: drift on {', '.join(hosts)}"))
     after = replace(check(opts, clock), phase="after-fix")
     return FixOutcome(before, applied, after)
 

@@ -137,7 +137,13 @@ def _once(opts: Any, args: argparse.Namespace, url: str | None) -> int:
     from . import drift, history, junit, report
 
     before = drift.check(opts)
-    events = report.TextEvents(sys.stdout, diff=True) if args.fix and args.format == "text" else None
+    events = None
+    if args.fix and args.format == "text":
+        from . import api
+        from .executor import RunOptions
+
+        redactor = api.load(opts.env, opts.playbooks, RunOptions(check=True, limit=opts.limit), opts.inventory).redactor
+        events = report.TextEvents(sys.stdout, diff=True, redactor=redactor)
     outcome = drift.fix(opts, before, events) if args.fix else drift.FixOutcome(before, None, None)
     history.record(before)
     if outcome.after is not None:

@@ -201,3 +201,24 @@ def test_bad_input_exits_3(tmp_path: Path, sshd: Sshd, hosts: dict[str, Path], e
         assert out.returncode == 3 and message in out.stderr, (extra, out.stderr)
     out = remediate("drift", "x", "-i", str(tmp_path / "missing.yml"), env=env)
     assert out.returncode == 3 and "missing.yml" in out.stderr
+
+
+def test_secrets_are_masked_in_every_output_and_in_history(tmp_path: Path, env: dict[str, str]) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.py").write_text("DEBUG = False\n")
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(f"hosts:\n  here:\n    connection: local\n    vars: {{p: {str(project)!r}, db_password: s3cret-Value}}\n")
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text("- name: settings\n  hosts: all\n  steps:\n    - name: database password\n      lineinfile:\n"
+                        "        path: \"{{ p }}/settings.py\"\n        line: \"PASSWORD = '{{ db_password }}'\"\n")
+    base = ("drift", "x", "-i", str(inventory), "-p", str(playbook), "--no-health")
+    outputs = [remediate(*base, "--format", fmt, env=env) for fmt in ("text", "json", "junit")]
+    assert [o.returncode for o in outputs] == [2, 2, 2]
+    assert "+PASSWORD = '********'" in outputs[0].stdout
+    history = remediate("drift", "history", "x", "--format", "json", env=env).stdout
+    page = tmp_path / "r.html"
+    remediate("report", "x", "--html", str(page), env=env)
+    for text in (*(o.stdout + o.stderr for o in outputs), history, page.read_text()):
+        assert "s3cret-Value" not in text
+        assert "********" in text
