@@ -125,6 +125,11 @@ def last_due(task: Task, now: datetime) -> datetime | None:
     return None
 
 
+def is_builtin(task: str) -> bool:
+    """Celery's own tasks (celery.backend_cleanup, ...): always registered, yet left out of `inspect registered`."""
+    return task.startswith("celery.")
+
+
 def sync_lag(beat_sync_every: int | None) -> timedelta:
     """How long after a run beat saves last_run_at to the database."""
     return timedelta(seconds=10) if beat_sync_every == 1 else SYNC_EVERY_DEFAULT

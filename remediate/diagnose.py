@@ -63,9 +63,11 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
         beat, worker, backend = v["beat_service"], v["worker_service"], v["backend_service"]
         containers: dict[str, Any] = {}
         beat_started = None
+        up: set[str] = set()
         for name in model.services:
             state = cf.gather_containers(transport, model.name, name)
             running = [c for c in state.containers if c.running]
+            up |= {name} if running else set()
             containers[name] = [c.describe() for c in state.containers] or ["no container"]
             if not running:
                 add("problem", "container_down", f"{name}: not running ({'; '.join(containers[name])})")
@@ -91,7 +93,8 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                                              "PeriodicTask rows never get last_run_at")
 
         script = templating.render_file("celery_state.py.j2", resources.template_path(), v)
-        query_service = backend if backend in model.services else beat
+        # beat's own view: a fix rebuilds beat's image, and the backend may still run the old one
+        query_service = beat if beat in up else backend if backend in model.services else beat
         q = exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
                         {"REMEDIATE_CELERY_APP": str(v["celery_app"])}, script)
         result = transport.run(q.argv, stdin=script.encode(), env=q.env, timeout=300)
@@ -147,7 +150,7 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
             if registered is None:
                 add("problem", "worker_silent", f"{worker} did not answer `celery inspect registered`")
             else:
-                missing = [t for t in referenced if t not in registered]
+                missing = [t for t in referenced if t not in registered and not cel.is_builtin(t)]
                 facts["registered_tasks"] = sorted(registered)
                 if missing:
                     add("problem", "unregistered_tasks", f"scheduled but not registered with {worker}: {', '.join(missing)}")
