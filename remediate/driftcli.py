@@ -184,6 +184,8 @@ def _history(args: argparse.Namespace) -> int:
         raise InputError("usage: remediate drift history ENV")
     if args.format == "junit":
         raise InputError("history supports --format text or json")
+    if args.last < 1:
+        raise InputError("--last must be at least 1")
     stored = history.runs(args.history_env, args.last)
     print(history.render_json(stored) if args.format == "json" else history.render_text(stored, args.history_env))
     return 0
