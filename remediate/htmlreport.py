@@ -103,18 +103,24 @@ def _cell(check: Check | None, report: DriftReport) -> str:
 
 def _tasks(report: DriftReport) -> str:
     out = ["<h2>Periodic tasks not running on time</h2>"]
-    rows = [t for t in report.tasks if t.status in ("never_run", "overdue", "pending")]
-    if not rows:
-        return out[0] + "<p>Every enabled periodic task ran within its window.</p>"
-    out.append("<table id=\"tasks\"><tr><th>host</th><th>task</th><th>status</th><th>was due</th><th>last run</th>"
-               "<th>next due</th><th>schedule</th></tr>")
-    for t in rows:
-        status = {"never_run": "never run", "overdue": "overdue",
-                  "pending": "pending (beat restarted after it was due)"}[t.status]
-        out.append(f"<tr><td>{escape(t.host)}</td><td>{escape(t.name)}<br><small>{escape(t.task)}</small></td>"
-                   f"<td>{escape(status)}</td><td>{escape(t.last_due or '-')}</td><td>{escape(t.last_run_at or 'never')}"
-                   f"</td><td>{escape(t.next_due or '-')}</td><td>{escape(t.schedule)}</td></tr>")
-    out.append("</table>")
+    late = [t for t in report.tasks if t.status in ("never_run", "overdue")]
+    if late:
+        out.append("<table id=\"tasks\"><tr><th>host</th><th>task</th><th>status</th><th>was due</th><th>last run</th>"
+                   "<th>next due</th><th>schedule</th></tr>")
+        for t in late:
+            out.append(f"<tr><td>{escape(t.host)}</td><td>{escape(t.name)}<br><small>{escape(t.task)}</small></td>"
+                       f"<td>{escape(t.status.replace('_', ' '))}</td><td>{escape(t.last_due or '-')}</td>"
+                       f"<td>{escape(t.last_run_at or 'never')}</td><td>{escape(t.next_due or '-')}</td>"
+                       f"<td>{escape(t.schedule)}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append("<p>Every enabled periodic task that was due since beat started ran within its window.</p>")
+    pending = [t for t in report.tasks if t.status == "pending"]
+    if pending:
+        # not drift: beat (re)started after these were last due, so their next due time is the first test
+        items = "".join(f"<li><b>{escape(t.host)}/{escape(t.name)}</b>: next due {escape(t.next_due or '-')} "
+                        f"(last due {escape(t.last_due or '-')}, before beat started)</li>" for t in pending)
+        out.append(f"<h3>Pending (not drift): last due before beat started</h3><ul id=\"pending\">{items}</ul>")
     return "".join(out)
 
 
