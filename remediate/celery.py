@@ -17,6 +17,10 @@ DATABASE_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # django-celery-beat saves last_run_at when it syncs: after every task when beat_sync_every is 1, else every 3 min
 SYNC_EVERY_DEFAULT = timedelta(minutes=3)
 GRACE = timedelta(seconds=60)
+NEVER_FIRES_ENABLED = (
+    "ENABLED: celery beat's DatabaseScheduler crashes on it with 'unable to rollover, time specification is "
+    "probably invalid'; disable it"
+)
 PERIODS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1, "microseconds": 1e-6}
 
 
@@ -93,6 +97,11 @@ def cron_never_fires(expr: str) -> bool:
     return all(min(int(d) for d in doms) > calendar.monthrange(2024, m)[1] for m in month_list)
 
 
+def enabled_never_firing(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of enabled PeriodicTask rows (as the state query prints them) whose crontab can never fire."""
+    return [t.name for t in parse_tasks(rows) if t.enabled and never_fires(t)]
+
+
 def next_due(task: Task, after: datetime) -> datetime | None:
     """The first due time strictly after `after` (None when it never fires)."""
     if task.cron:
@@ -150,12 +159,15 @@ def assess(tasks: Sequence[Task], now: datetime, beat_started: datetime | None, 
     """Each task: ran within its window (last due + sync lag + grace), or never-run/overdue/pending/never-fires."""
     out = []
     for t in tasks:
+        if never_fires(t):
+            # checked before `enabled`: the seed keeps such a row on purpose (a manual-only task), and an enabled
+            # one is worse than useless: beat's DatabaseScheduler dies on it ("unable to rollover")
+            why = (NEVER_FIRES_ENABLED if t.enabled else "disabled: a manual-only task")
+            out.append(TaskHealth(t, "never_fires", None, None, f"{t.schedule_words} can never fire ({why})"))
+            continue
         nd = next_due(t, now)
         if not t.enabled:
             out.append(TaskHealth(t, "disabled", None, nd, "disabled"))
-            continue
-        if never_fires(t):
-            out.append(TaskHealth(t, "never_fires", None, None, f"{t.schedule_words} can never fire (manual-only task?)"))
             continue
         ld = last_due(t, now - lag - GRACE)
         if ld is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,28 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
     )
     env.filters["to_json"] = _to_json
     env.filters["quote"] = _shell_quote
-    # Ansible's regex tests, which playbooks written for Ansible (and the shipped ones) use in select()/when:
-    env.tests["match"] = lambda value, pattern: re.match(str(pattern), str(value)) is not None
-    env.tests["search"] = lambda value, pattern: re.search(str(pattern), str(value)) is not None
+    # Ansible's regex tests, which playbook authors expect: `x is match('^-S')`, `select('search', 'beat')`
+    env.filters["celery_never_fires"] = _celery_never_fires
+    env.tests["match"] = _regex_test(re.match)
+    env.tests["search"] = _regex_test(re.search)
     return env
+
+
+def _celery_never_fires(rows: Any) -> list[str]:
+    """Filter: names of enabled PeriodicTask rows (from celery_state.py.j2) whose crontab can never fire."""
+    from .celery import enabled_never_firing
+
+    return enabled_never_firing(rows or [])
+
+
+def _regex_test(how: Callable[..., Any]) -> Callable[[Any, str], bool]:
+    def test(value: Any, pattern: str) -> bool:
+        try:
+            return how(pattern, str(value)) is not None
+        except re.error as exc:
+            raise jinja2.TemplateRuntimeError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+    return test
 
 
 def _shell_quote(value: Any) -> str:
@@ -91,6 +109,8 @@ def evaluate(expression: str, variables: Mapping[str, Any], where: Location, wha
         raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{what}: expression syntax error: {exc.message}", where) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{what}: {exc}", where) from None
 
 
 def _defined(value: Any) -> Any:

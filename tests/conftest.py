@@ -5,11 +5,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests import lab
 
 ROOT = Path(__file__).resolve().parent.parent
 SSHD_ADDRESSES = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
@@ -85,3 +87,43 @@ def copy_tree(src: Path, dest: Path) -> Path:
     """Copy a fixture tree."""
     shutil.copytree(src, dest)
     return dest
+
+
+LabFactory = Callable[..., lab.LabStack]
+
+
+def _require_docker() -> None:
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0 or info.returncode != 0:
+        pytest.fail("Docker engine or compose v2 unavailable: run the README's test command (make test), "
+                    "or lab/setup-host.sh, which installs and starts them")
+
+
+@pytest.fixture
+def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
+    """Bring up fresh broken lab stacks (`lab_factory(variant="baked"|"mounted")`); torn down after the test."""
+    _require_docker()
+    stacks: list[lab.LabStack] = []
+
+    def make(variant: lab.Variant = "baked") -> lab.LabStack:
+        stack = lab.up(tmp_path_factory.mktemp("lab"), variant)
+        stacks.append(stack)
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            lab.down(stack)
+
+
+@pytest.fixture(scope="session")
+def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
+    """One broken baked lab stack shared by the session's read-only tests (never modify it)."""
+    _require_docker()
+    stack = lab.up(tmp_path_factory.mktemp("lab-shared"), "baked")
+    try:
+        yield stack
+    finally:
+        lab.down(stack)

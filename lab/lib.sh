@@ -1,0 +1,102 @@
+# Shared by lab/up, lab/reset and lab/down (sourced). Parses the common options and knows the instance's files.
+#   --dir DIR          the compose project (default /var/lib/remediate-lab/edms, the default instance)
+#   --name NAME        compose project name and image name suffix (default: from DIR/.env, else DIR's basename)
+#   --variant V        baked (code copied into the image; default) or mounted (code bind-mounted at /app)
+#   --port-base N      backend N, PostgreSQL N+1, Redis N+2, all on 127.0.0.1 (default 18000)
+LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_HOME=/var/lib/remediate-lab
+DEFAULT_DIR=$LAB_HOME/edms
+SSH_DIR=$LAB_HOME/ssh
+SSH_ADDR=127.0.0.2
+SSH_PORT=2222
+
+log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "$*"; exit 1; }
+usage() { sed -n '2,5p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+parse_options() {
+  DIR=$DEFAULT_DIR NAME="" VARIANT="" PORT_BASE="" PURGE=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
+      --name) NAME=${2:?--name needs a value}; shift 2 ;;
+      --variant) VARIANT=${2:?--variant needs a value}; shift 2 ;;
+      --port-base) PORT_BASE=${2:?--port-base needs a value}; shift 2 ;;
+      --purge) PURGE=1; shift ;;
+      -h|--help) usage ;;
+      *) log "unknown option $1"; usage ;;
+    esac
+  done
+  mkdir -p "$(dirname "$DIR")"
+  DIR=$(cd "$(dirname "$DIR")" && pwd)/$(basename "$DIR")
+  # Options not given come from the instance's .env (written by lab/up), then the defaults.
+  local env=$DIR/.env
+  if [ -e "$env" ]; then
+    [ -n "$NAME" ] || NAME=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$env")
+    [ -n "$VARIANT" ] || VARIANT=$(sed -n 's/^LAB_VARIANT=//p' "$env")
+    [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/^LAB_BACKEND_PORT=//p' "$env")
+  fi
+  [ -n "$NAME" ] || NAME=$(basename "$DIR" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9_-')
+  [ -n "$VARIANT" ] || VARIANT=baked
+  [ -n "$PORT_BASE" ] || PORT_BASE=18000
+  case $VARIANT in baked|mounted) ;; *) die "--variant must be baked or mounted, not $VARIANT" ;; esac
+  case $PORT_BASE in ''|*[!0-9]*) die "--port-base must be a number, not $PORT_BASE" ;; esac
+  [[ $NAME =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "--name must be lower-case letters, digits, - and _, not $NAME"
+}
+
+is_default() { [ "$DIR" = "$DEFAULT_DIR" ]; }
+
+write_env() {
+  # Absolute paths: compose resolves COMPOSE_FILE against its working directory, not --project-directory.
+  local files=$DIR/docker-compose.yml
+  [ "$VARIANT" = mounted ] && files=$files:$DIR/docker-compose.mounted.yml
+  cat > "$DIR/.env" <<ENV
+# Written by lab/up: this instance's name, variant and loopback ports.
+COMPOSE_PROJECT_NAME=$NAME
+COMPOSE_FILE=$files
+LAB_VARIANT=$VARIANT
+LAB_IMAGE=remediate-lab-$NAME
+LAB_BASE_IMAGE=remediate-lab-base:bookworm
+LAB_BACKEND_PORT=$PORT_BASE
+LAB_DB_PORT=$((PORT_BASE + 1))
+LAB_REDIS_PORT=$((PORT_BASE + 2))
+ENV
+}
+
+copy_stack() {
+  mkdir -p "$DIR"
+  cp -a "$LAB/stack/." "$DIR/"
+}
+
+compose() { docker compose --project-directory "$DIR" "$@"; }
+
+bring_up() {
+  log "starting $NAME ($VARIANT) in $DIR: backend 127.0.0.1:$PORT_BASE"
+  compose up -d --build --wait --wait-timeout 300 || {
+    compose ps -a >&2 || true
+    compose logs --tail 30 >&2 || true
+    die "the stack in $DIR did not come up"
+  }
+  # Running is not enough: the worker must answer on the broker, and beat must have started its loop.
+  local _ ok=0
+  for _ in $(seq 60); do
+    if compose exec -T celery_worker celery -A edms inspect ping --timeout 2 >/dev/null 2>&1 \
+      && compose logs celery_beat 2>/dev/null | grep -q 'beat: Starting'; then
+      ok=1; break
+    fi
+    compose ps -a --format '{{.Service}} {{.State}}' | grep -Eq '^celery_(worker|beat) (exited|dead)' && break
+    sleep 1
+  done
+  if [ $ok = 0 ]; then
+    compose ps -a >&2 || true
+    compose logs --tail 30 celery_worker celery_beat >&2 || true
+    die "celery_worker or celery_beat did not come up in $DIR"
+  fi
+  log "$NAME is up: $(compose ps --format '{{.Service}}={{.State}}' | tr '\n' ' ')"
+}
+
+start_sshd() {
+  is_default || return 0
+  "$LAB/sshd.sh" start "$SSH_DIR" "$SSH_PORT" "$SSH_ADDR"
+  log "sshd for inventory/lab.yml on $SSH_ADDR:$SSH_PORT (keys in $SSH_DIR)"
+}

@@ -1,0 +1,150 @@
+"""Lab stacks for tests: fresh broken instances of lab/stack, each in its own directory with free ports.
+
+An instance is brought up by `lab/up` (as a user would) and torn down by `lab/down --purge`. Images are
+shared: the base image is built once by lab/setup-host.sh, an instance's own image is one COPY layer on it.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / "lab"
+LAB_ADDRESS = "127.0.0.1"
+PORTS_PER_STACK = 3  # backend, PostgreSQL, Redis
+
+Variant = Literal["baked", "mounted"]
+
+
+class SshdLike(Protocol):
+    """What the inventory helper needs of the suite's sshd fixture (tests.conftest.Sshd)."""
+
+    port: int
+    addresses: tuple[str, ...]
+
+    @property
+    def identity(self) -> Path: ...
+
+    @property
+    def known_hosts(self) -> Path: ...
+
+
+class LabError(RuntimeError):
+    """A lab script failed; carries its argv, exit code and output tail."""
+
+
+@dataclass(frozen=True)
+class LabStack:
+    """A running lab instance: its compose project directory, name, variant and loopback ports."""
+
+    dir: Path
+    name: str
+    variant: Variant
+    backend_port: int
+    db_port: int
+    redis_port: int
+
+    def inventory(self, path: Path, sshd: SshdLike, host: str = "lab", **host_vars: object) -> Path:
+        """Write an inventory reaching this stack as root through the suite's sshd; return its path."""
+        vars_ = {"compose_dir": str(self.dir), "celery_app": "edms", **host_vars}
+        lines = [
+            "hosts:",
+            f"  {host}:",
+            f"    address: {json.dumps(sshd.addresses[0])}",
+            f"    port: {sshd.port}",
+            "    user: root",
+            f"    identity_file: {json.dumps(str(sshd.identity))}",
+            f"    known_hosts: {json.dumps(str(sshd.known_hosts))}",
+            "    vars:",
+            *(f"      {key}: {json.dumps(value)}" for key, value in vars_.items()),
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run `docker compose ARGS` in the stack's project on this machine (for assertions, not for the product)."""
+        return subprocess.run(
+            ["docker", "compose", "--project-directory", str(self.dir), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def logs(self, service: str) -> str:
+        """Everything the service's containers logged (stdout and stderr)."""
+        return self.compose("logs", "--no-color", "--no-log-prefix", service).stdout
+
+    def wait_for_log(self, service: str, text: str, count: int = 1, timeout: float = 60,
+                     sleep: Callable[[float], None] = time.sleep) -> list[str]:
+        """Poll the service's log until `count` lines contain `text`; return those lines, or fail with the log tail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.logs(service)
+            lines = [line for line in log.splitlines() if text in line]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise LabError(f"{service}: {len(lines)} of {count} log lines with {text!r} after {timeout:.0f} s; log tail:\n{log[-2000:]}")
+            sleep(0.5)
+
+    def exec(self, service: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run argv in the service's running container (`exec -T`)."""
+        return self.compose("exec", "-T", service, *argv, timeout=timeout)
+
+    def registered_tasks(self) -> frozenset[str]:
+        """Task names the worker reports through `celery -A edms inspect registered`."""
+        result = self.exec("celery_worker", "celery", "-A", "edms", "inspect", "registered", "--timeout", "10")
+        if result.returncode != 0:
+            raise LabError(f"inspect registered failed ({result.returncode}): {result.stdout[-800:]}{result.stderr[-800:]}")
+        return frozenset(line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("* "))
+
+
+def free_port_block(count: int = PORTS_PER_STACK, address: str = LAB_ADDRESS) -> int:
+    """The first of `count` consecutive TCP ports free on `address` (instances use the host's network)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((address, 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as other:
+                    other.bind((address, port))
+        except OSError:
+            continue
+        return base
+    raise LabError(f"no block of {count} free ports on {address}")
+
+
+def run_script(script: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run lab/SCRIPT with args; raise LabError with the output tail when it fails."""
+    argv = [str(LAB / script), *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise LabError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def up(parent: Path, variant: Variant = "baked") -> LabStack:
+    """Bring a fresh broken instance up in a new directory under `parent`, with a unique name and free ports."""
+    name = f"lab{uuid.uuid4().hex[:10]}"
+    directory = parent / name
+    base = free_port_block()
+    stack = LabStack(directory, name, variant, base, base + 1, base + 2)
+    try:
+        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--port-base", str(base))
+    except BaseException:
+        down(stack)
+        raise
+    return stack
+
+
+def down(stack: LabStack) -> None:
+    """Tear the instance down: containers, its database volume and its image."""
+    run_script("down", "--dir", str(stack.dir), "--name", stack.name, "--purge", timeout=300)
