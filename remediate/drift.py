@@ -126,9 +126,9 @@ class FixOutcome:
     after: DriftReport | None
 
     def exit_code(self) -> int:
-        """A failed apply is an error; otherwise the check after the fix decides."""
-        if self.applied is not None and int(self.applied.exit_code()) == 1:
-            return int(DriftExit.ERROR)
+        """An interrupted (130) or failed (1) apply decides; otherwise the check after the fix does."""
+        if self.applied is not None and int(self.applied.exit_code()) in (1, 130):
+            return int(self.applied.exit_code())
         final = self.after or self.before
         return int(final.exit_code())
 
@@ -268,8 +268,8 @@ def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_i
 
 
 def fix(opts: DriftOptions, before: DriftReport, events: Any = None,
-        clock: Callable[[], datetime] | None = None) -> FixOutcome:
-    """Apply the playbooks to the drifted hosts only, then check every host again."""
+        clock: Callable[[], datetime] | None = None, interrupt: Any = None) -> FixOutcome:
+    """Apply the playbooks to the drifted hosts only, then check every host again (not after an interrupt)."""
     from . import api
 
     hosts = before.drifted_hosts()
@@ -277,7 +277,10 @@ def fix(opts: DriftOptions, before: DriftReport, events: Any = None,
         return FixOutcome(before, None, None)
     options = _run_options(opts, False, ",".join(hosts))
     loaded = api.load(opts.env, opts.playbooks, options, opts.inventory)
-    applied = api.execute(loaded, options, events, why=api.Why(f"remediate drift --fix: drift on {', '.join(hosts)}"))
+    applied = api.execute(loaded, options, events, interrupt=interrupt,
+                          why=api.Why(f"remediate drift --fix: drift on {', '.join(hosts)}"))
+    if applied.interrupted:
+        return FixOutcome(before, applied, None)
     after = replace(check(opts, clock), phase="after-fix")
     return FixOutcome(before, applied, after)
 
@@ -345,7 +348,7 @@ def render_text(outcome: FixOutcome, notification: str = "") -> str:
     if notification:
         parts.append(f"notify: {notification}")
     code = outcome.exit_code()
-    parts.append({0: "clean", 1: "errors", 2: "drift found", 3: "invalid input"}[code] + f"; exit {code}")
+    parts.append({0: "clean", 1: "errors", 2: "drift found", 130: "interrupted"}.get(code, "exit") + f"; exit {code}")
     return "\n".join(parts)
 
 

@@ -105,7 +105,11 @@ def _drift(args: argparse.Namespace) -> int:
     # invalid inventory or playbooks are exit 3 before any host is contacted, also for --every
     api.load(opts.env, opts.playbooks, RunOptions(check=True, limit=opts.limit), opts.inventory)
     if not args.every:
-        return _once(opts, args, url)
+        from .cli import _interruptible
+
+        # SIGINT/SIGTERM during --fix stop the apply cleanly (exit 130), as they do for `apply`
+        with _interruptible() as interrupt:
+            return _once(opts, args, url, interrupt)
     try:
         interval = parse_duration(args.every)
     except ValueError as exc:
@@ -132,7 +136,7 @@ def _log(message: str) -> None:
     print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
-def _once(opts: Any, args: argparse.Namespace, url: str | None) -> int:
+def _once(opts: Any, args: argparse.Namespace, url: str | None, interrupt: Any = None) -> int:
     """One drift run: check, optionally fix and check again, record, notify, print."""
     from . import drift, history, junit, report
 
@@ -144,7 +148,7 @@ def _once(opts: Any, args: argparse.Namespace, url: str | None) -> int:
 
         redactor = api.load(opts.env, opts.playbooks, RunOptions(check=True, limit=opts.limit), opts.inventory).redactor
         events = report.TextEvents(sys.stdout, diff=True, redactor=redactor)
-    outcome = drift.fix(opts, before, events) if args.fix else drift.FixOutcome(before, None, None)
+    outcome = drift.fix(opts, before, events, interrupt=interrupt) if args.fix else drift.FixOutcome(before, None, None)
     history.record(before)
     if outcome.after is not None:
         history.record(outcome.after)

@@ -220,3 +220,17 @@ def test_history_records_lists_and_remembers_announcements(tmp_path: Path) -> No
     history.set_announced("lab", "http://h", frozenset({"a/c"}), db)
     history.set_announced("lab", "http://h", frozenset({"a/c", "a/d"}), db)
     assert history.announced("lab", "http://h", db) == frozenset({"a/c", "a/d"})
+
+
+def test_fix_outcome_exit_codes() -> None:
+    drifted = _report(Check("a", "c", DRIFT))
+    clean = _report(Check("a", "c", OK))
+    changed = RunReport("r2", "apply", (HostResult("a", Status.CHANGED),))
+    failed = RunReport("r2", "apply", (HostResult("a", Status.FAILED, (), "boom"),))
+    interrupted = RunReport("r2", "apply", (HostResult("a", Status.FAILED, (), "interrupted"),), True)
+    assert drift.FixOutcome(drifted, None, None).exit_code() == 2
+    assert drift.FixOutcome(drifted, changed, clean).exit_code() == 0
+    assert drift.FixOutcome(drifted, changed, drifted).exit_code() == 2
+    assert drift.FixOutcome(drifted, failed, clean).exit_code() == 1
+    assert drift.FixOutcome(drifted, interrupted, None).exit_code() == 130
+    assert drift.render_text(drift.FixOutcome(drifted, interrupted, None)).endswith("interrupted; exit 130")
