@@ -97,6 +97,15 @@ def cron_never_fires(expr: str) -> bool:
     return all(min(int(d) for d in doms) > calendar.monthrange(2024, m)[1] for m in month_list)
 
 
+def unregistered(expected: Iterable[str], registered: Iterable[str]) -> list[str]:
+    """Expected task names the worker does not list; Celery's built-ins (celery.*) are never listed but always there.
+
+    django-celery-beat adds a `celery.backend_cleanup` row of its own once the DatabaseScheduler runs.
+    """
+    have = set(registered)
+    return [t for t in dict.fromkeys(expected) if t not in have and not t.startswith("celery.")]
+
+
 def enabled_never_firing(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Names of enabled PeriodicTask rows (as the state query prints them) whose crontab can never fire."""
     return [t.name for t in parse_tasks(rows) if t.enabled and never_fires(t)]
@@ -132,11 +141,6 @@ def last_due(task: Task, now: datetime) -> datetime | None:
     if task.every and task.last_run_at:
         return task.last_run_at + timedelta(seconds=task.every) if task.last_run_at + timedelta(seconds=task.every) <= now else None
     return None
-
-
-def is_builtin(task: str) -> bool:
-    """Celery's own tasks (celery.backend_cleanup, ...): always registered, yet left out of `inspect registered`."""
-    return task.startswith("celery.")
 
 
 def sync_lag(beat_sync_every: int | None) -> timedelta:

@@ -63,11 +63,9 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
         beat, worker, backend = v["beat_service"], v["worker_service"], v["backend_service"]
         containers: dict[str, Any] = {}
         beat_started = None
-        up: set[str] = set()
         for name in model.services:
             state = cf.gather_containers(transport, model.name, name)
             running = [c for c in state.containers if c.running]
-            up |= {name} if running else set()
             containers[name] = [c.describe() for c in state.containers] or ["no container"]
             if not running:
                 add("problem", "container_down", f"{name}: not running ({'; '.join(containers[name])})")
@@ -80,7 +78,6 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                 found = BANNER.findall(logs.out + logs.err)
                 facts["beat_banner_scheduler"] = found[-1] if found else None
         facts["containers"] = containers
-        facts["beat_started"] = cel.iso(beat_started) if beat_started else None
         now = None
 
         if beat in model.services:
@@ -93,8 +90,8 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                                              "PeriodicTask rows never get last_run_at")
 
         script = templating.render_file("celery_state.py.j2", resources.template_path(), v)
-        # beat's own view: a fix rebuilds beat's image, and the backend may still run the old one
-        query_service = beat if beat in up else backend if backend in model.services else beat
+        # the settings beat really loads are read in beat's own container: the backend may run an older image
+        query_service = beat if beat_started is not None else backend if backend in model.services else beat
         q = exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
                         {"REMEDIATE_CELERY_APP": str(v["celery_app"])}, script)
         result = transport.run(q.argv, stdin=script.encode(), env=q.env, timeout=300)
@@ -150,7 +147,7 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
             if registered is None:
                 add("problem", "worker_silent", f"{worker} did not answer `celery inspect registered`")
             else:
-                missing = [t for t in referenced if t not in registered and not cel.is_builtin(t)]
+                missing = cel.unregistered(referenced, registered)
                 facts["registered_tasks"] = sorted(registered)
                 if missing:
                     add("problem", "unregistered_tasks", f"scheduled but not registered with {worker}: {', '.join(missing)}")

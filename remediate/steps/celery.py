@@ -101,7 +101,7 @@ class RegisteredAction(Action):
             last = (result.out + result.err).strip()
             registered = _parse_registered(result.out) if result.ok else None
             if registered is not None:
-                missing = [t for t in self.expect if t not in registered and not cel.is_builtin(t)]
+                missing = cel.unregistered(self.expect, registered)
                 out = CommandOutput(self.argv, result.rc, result.out[-4000:], result.err[-2000:])
                 data = {"registered": sorted(registered), "missing": missing}
                 if missing:

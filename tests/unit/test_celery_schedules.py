@@ -49,3 +49,8 @@ def test_the_playbook_filter_and_ansible_regex_tests() -> None:
     assert templating.evaluate("argv | select('search', 'sched') | list", scope, at, "t") == ["--scheduler=x"]
     with pytest.raises(templating.TemplateError, match=r"p\.yml:3: t: .*invalid regular expression"):
         templating.evaluate("argv | select('match', '(') | list", scope, at, "t")
+
+
+def test_celery_builtins_count_as_registered() -> None:
+    expected = ["apps.a.t", "celery.backend_cleanup", "apps.a.t", "apps.b.u"]
+    assert cel.unregistered(expected, {"apps.a.t"}) == ["apps.b.u"]
