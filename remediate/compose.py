@@ -329,7 +329,9 @@ def _under(path: str, root: str) -> bool:
 
 def tail_logs(transport: Transport, compose: Compose, project: Project, service: str, lines: int = 30) -> str:
     """The last lines of a service's log, for error messages."""
-    result = transport.run(compose.argv(project, "logs", "--no-color", "--tail", str(lines), service))
+    # v1 has no --no-log-prefix; its lines keep the "service_1  | " prefix
+    prefix = ("--no-log-prefix",) if compose.v2 else ()
+    result = transport.run(compose.argv(project, "logs", "--no-color", *prefix, "--tail", str(lines), service))
     return (result.out + result.err).strip()
 
 
