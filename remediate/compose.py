@@ -283,7 +283,10 @@ class ReloadDecision:
 def decide_reload(model: Model, service_name: str, changed: Sequence[str]) -> ReloadDecision:
     """A changed file reaching the container through a bind mount -> restart; inside a build context, not mounted -> rebuild."""
     service = model.service(service_name)
-    rel = lambda p: posixpath.relpath(p, model.dir) if p.startswith(model.dir.rstrip("/") + "/") else p  # noqa: E731
+
+    def rel(path: str) -> str:
+        return posixpath.relpath(path, model.dir) if path.startswith(model.dir.rstrip("/") + "/") else path
+
     if not changed:
         return ReloadDecision(service_name, "restart", "no changed files were reported; a restart reloads the code")
     mounted: list[str] = []

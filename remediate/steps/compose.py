@@ -430,7 +430,8 @@ class ComposeService(ComposeStep):
         except StepError:
             pass
         running = [c for c in state.containers if c.running]
-        info = {
+        latest = max((c.started_at for c in running if c.started_at), default=None)
+        info: dict[str, Any] = {
             "service": svc.name, "image": svc.image, "build_context": svc.build_context, "builder": builder,
             "environment": dict(svc.environment), "command": list(svc.command),
             "mounts": [{"type": m.type, "source": m.source, "target": m.target} for m in svc.mounts],
@@ -439,10 +440,8 @@ class ComposeService(ComposeStep):
                 {"id": c.id, "name": c.name, "status": c.status, "health": c.health, "image_id": c.image_id,
                  "started_at": c.started_at.isoformat() if c.started_at else None} for c in state.containers
             ],
-            "started_at": max((c.started_at for c in running if c.started_at), default=None),
+            "started_at": latest.isoformat() if latest else None,
         }
-        if info["started_at"] is not None:
-            info["started_at"] = info["started_at"].isoformat()
         return (Report(f"compose model and containers of {self.service}", info),)
 
 
