@@ -56,6 +56,17 @@ def test_v1_fallback_plans_docker_compose_argv_and_reads_yaml_config() -> None:
                                 "celery_beat", "celery", "inspect", "ping")
 
 
+def test_v1_project_name_is_the_one_given_else_the_directory() -> None:
+    named = found("v1").on(("test", "-d", "/srv/edms"), ok()).on(
+        ("docker-compose", "--project-directory", "/srv/edms", "-p", "edms-staging", "config"), ok(V1_CONFIG))
+    unnamed = found("v1").on(("test", "-d", "/srv/edms"), ok()).on(
+        ("docker-compose", "--project-directory", "/srv/edms", "config"), ok(V1_CONFIG))
+    v1 = cf.Compose(("docker-compose",))
+
+    assert cf.gather_model(named, v1, cf.Project("/srv/edms", name="edms-staging")).name == "edms-staging"
+    assert cf.gather_model(unnamed, v1, cf.Project("/srv/edms")).name == "edms"
+
+
 def test_neither_compose_is_a_clear_error() -> None:
     with pytest.raises(StepError, match=r"fake: neither `docker compose` \(v2\) nor `docker-compose` \(v1\) is installed"):
         cf.detect(found("none"))
