@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from remediate import compose as cf
-from remediate.actions import ExecContext
+from remediate.actions import ExecContext, RunCommand
 from remediate.errors import StepError
 from remediate.steps.base import PlanContext
 from remediate.steps.compose import ComposeExec, ComposeRestart, ServiceAction
@@ -48,7 +48,7 @@ def test_v1_fallback_plans_docker_compose_argv_and_reads_yaml_config() -> None:
     exec_action = ComposeExec(service="celery_beat", argv=("celery", "inspect", "ping"), env={"V": "x"},
                               project_dir="/srv/edms").plan(facts, PlanContext("h", "run"))[0]
 
-    assert isinstance(action, ServiceAction)
+    assert isinstance(action, ServiceAction) and isinstance(exec_action, RunCommand)
     assert action.commands() == (("docker-compose", "--project-directory", "/srv/edms", "restart", "celery_beat"),)
     # v1 has no --format: the model came from its YAML
     assert ("docker-compose", "--project-directory", "/srv/edms", "config") in transport.calls
