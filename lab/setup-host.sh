@@ -11,6 +11,8 @@ set -euo pipefail
 
 LAB=$(cd "$(dirname "$0")" && pwd)
 APT_PACKAGES="docker.io openssh-server debootstrap ca-certificates"
+# chromium: the drift HTML report is checked in headless Chromium (tests/e2e/test_drift_report.py)
+APT_PACKAGES="$APT_PACKAGES chromium"
 # Packages of the base image (Debian bookworm): what the db, redis and Python services run.
 BASE_PACKAGES="python3,python3-venv,redis-server,postgresql,procps"
 BASE_IMAGE=${LAB_BASE_IMAGE:-remediate-lab-base:bookworm}

@@ -186,4 +186,5 @@ class RunCommand(Action):
             timeout=self.timeout,
         )
         output = CommandOutput(self.argv, result.rc, result.out, result.err)
-        return Outcome(output=output, failed=result.rc != 0, message="" if result.ok else f"exit {result.rc}")
+        # no message on failure: the executor reports a failed command by its argv, exit code and output tail
+        return Outcome(output=output, failed=result.rc != 0)

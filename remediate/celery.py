@@ -81,12 +81,15 @@ def parse_tasks(rows: Iterable[Mapping[str, Any]]) -> tuple[Task, ...]:
 
 def never_fires(task: Task) -> bool:
     """A crontab whose days of month exist in none of its months (e.g. 31 February)."""
-    if not task.cron:
-        return False
+    return bool(task.cron) and cron_never_fires(str(task.cron))
+
+
+def cron_never_fires(expr: str) -> bool:
+    """A 5-field cron expression whose days of month exist in none of its months (e.g. '0 0 31 2 *')."""
     from croniter import croniter
 
     try:
-        fields = croniter.expand(task.cron)[0]
+        fields = croniter.expand(expr)[0]
     except Exception:
         return False
     doms, months, dows = fields[2], fields[3], fields[4]
@@ -175,14 +178,14 @@ def assess(tasks: Sequence[Task], now: datetime, beat_started: datetime | None, 
         ld = last_due(t, now - lag - GRACE)
         if ld is None:
             out.append(TaskHealth(t, "ok", None, nd, "not due yet"))
+        elif t.last_run_at is not None and t.last_run_at >= ld - timedelta(seconds=1):
+            out.append(TaskHealth(t, "ok", ld, nd, f"last run {iso(t.last_run_at)}"))
         elif beat_started is not None and ld < beat_started:
             out.append(TaskHealth(t, "pending", ld, nd, f"last due {iso(ld)} before beat started {iso(beat_started)}"))
         elif t.last_run_at is None:
             out.append(TaskHealth(t, "never_run", ld, nd, f"never run; was due {iso(ld)}"))
-        elif t.last_run_at < ld - timedelta(seconds=1):
-            out.append(TaskHealth(t, "overdue", ld, nd, f"last run {iso(t.last_run_at)}; was due {iso(ld)}"))
         else:
-            out.append(TaskHealth(t, "ok", ld, nd, f"last run {iso(t.last_run_at)}"))
+            out.append(TaskHealth(t, "overdue", ld, nd, f"last run {iso(t.last_run_at)}; was due {iso(ld)}"))
     return tuple(out)
 
 

@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--forks", type=int, default=10, metavar="N")
     _why(diag)
 
+    from .driftcli import add_parsers as add_drift_parsers
+
+    add_drift_parsers(sub)
+
     val = sub.add_parser("validate", help="check playbooks without contacting any host")
     val.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
     return parser
@@ -157,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args)
         if args.command == "diagnose":
             return _diagnose(args)
+        if args.command in ("drift", "report"):
+            from . import driftcli
+
+            return driftcli.main(args)
     except InputError as exc:
         print(f"remediate: error: {_REDACT.text(str(exc))}", file=sys.stderr)
         return EXIT_INVALID

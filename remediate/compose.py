@@ -107,8 +107,8 @@ class Model:
         )
 
 
-def parse_model(text: str, project_dir: str) -> Model:
-    """Parse `docker compose config` output (JSON from v2, YAML from v1)."""
+def parse_model(text: str, project_dir: str, project_name: str | None = None) -> Model:
+    """Parse `docker compose config` output (JSON from v2, YAML from v1, which names no project)."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
@@ -155,7 +155,8 @@ def parse_model(text: str, project_dir: str) -> Model:
             environment={str(k): "" if v is None else str(v) for k, v in env.items()},
             command=tuple(str(c) for c in command),
         )
-    name = doc.get("name") or _default_project_name(project_dir)
+    # v1's config has no `name`: the project is the one given with -p, else named after its directory
+    name = doc.get("name") or project_name or _default_project_name(project_dir)
     return Model(str(name), project_dir, services)
 
 
@@ -173,7 +174,7 @@ def gather_model(transport: Transport, compose: Compose, project: Project) -> Mo
     result = transport.run(compose.argv(project, *args))
     if not result.ok:
         raise StepError(f"`compose config` failed in {project.dir}: {result.err.strip()[-800:]}")
-    return parse_model(result.out, project.dir)
+    return parse_model(result.out, project.dir, project.name)
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,10 @@ class ReloadDecision:
 def decide_reload(model: Model, service_name: str, changed: Sequence[str]) -> ReloadDecision:
     """A changed file reaching the container through a bind mount -> restart; inside a build context, not mounted -> rebuild."""
     service = model.service(service_name)
-    rel = lambda p: posixpath.relpath(p, model.dir) if p.startswith(model.dir.rstrip("/") + "/") else p  # noqa: E731
+
+    def rel(path: str) -> str:
+        return posixpath.relpath(path, model.dir) if path.startswith(model.dir.rstrip("/") + "/") else path
+
     if not changed:
         return ReloadDecision(service_name, "restart", "no changed files were reported; a restart reloads the code")
     mounted: list[str] = []
@@ -329,7 +333,9 @@ def _under(path: str, root: str) -> bool:
 
 def tail_logs(transport: Transport, compose: Compose, project: Project, service: str, lines: int = 30) -> str:
     """The last lines of a service's log, for error messages."""
-    result = transport.run(compose.argv(project, "logs", "--no-color", "--tail", str(lines), service))
+    # v1 has no --no-log-prefix; its lines keep the "service_1  | " prefix
+    prefix = ("--no-log-prefix",) if compose.v2 else ()
+    result = transport.run(compose.argv(project, "logs", "--no-color", *prefix, "--tail", str(lines), service))
     return (result.out + result.err).strip()
 
 

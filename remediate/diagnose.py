@@ -122,7 +122,8 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
         facts["periodic_tasks"] = [
             {"name": h.task.name, "task": h.task.task, "schedule": h.task.schedule_words, "enabled": h.task.enabled,
              "last_run_at": cel.iso(h.task.last_run_at), "total_run_count": h.task.total_run_count,
-             "next_due": cel.iso(h.next_due), "status": h.status, "detail": h.detail} for h in health
+             "last_due": cel.iso(h.last_due) if h.last_due else None, "next_due": cel.iso(h.next_due),
+             "status": h.status, "detail": h.detail} for h in health
         ]
         for h in health:
             if h.status in ("never_run", "overdue"):

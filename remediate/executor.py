@@ -457,7 +457,10 @@ class HostRunner:
         )
         if outcomes:
             result = self._judge(spec, result, variables)
-        if failed and result.status == Status.FAILED and output is not None and spec.until is None:
+        # A failed action that explains itself (a log regex never matched, a query printed no JSON) keeps
+        # its explanation; a plain command failure is told by its argv, exit code and output tail.
+        explained = any(o.failed and o.message for o in outcomes)
+        if failed and result.status == Status.FAILED and output is not None and spec.until is None and not explained:
             result = replace(result, message=_command_failure(output))
         return result
 

@@ -83,6 +83,9 @@ class ServiceAction(Action):
     builder: str | None = None
     image: str | None = None
     wait: float = 180.0
+    # A container without a healthcheck proves itself by staying up this long: a process that crashes on
+    # import is "running" for a second or two after `up -d` has already returned.
+    settle: float = 5.0
 
     def commands(self) -> tuple[tuple[str, ...], ...]:
         """The compose commands this action runs, in order."""
@@ -103,8 +106,9 @@ class ServiceAction(Action):
         t = ctx.transport
         before = {s: cf.gather_containers(t, self.project_name, s) for s in self.services}
         new_image = None
+        prefix = len(self.compose.argv(self.project))
         for argv in self.commands():
-            ctx.progress(f"{shlex.join(argv[-3:])}")
+            ctx.progress(f"compose {shlex.join(argv[prefix:])}")
             t.run(argv, timeout=1800).check()
         if self.mode == "rebuild" and self.image:
             new_image = t.run(["docker", "image", "inspect", "--format", "{{.Id}}", self.image]).check().out.strip()
@@ -122,21 +126,25 @@ class ServiceAction(Action):
         return Outcome(message=summary, data=data)
 
     def _prove(self, ctx: ExecContext, service: str, before: cf.ServiceState, image: str | None) -> cf.Container:
-        """Poll until a container started after the action runs (healthy if it has a healthcheck)."""
+        """Poll until a container started after the action is up: healthy, or running for `settle` s without a healthcheck."""
         deadline = ctx.clock() + self.wait
-        last: tuple[cf.Container, ...] = ()
+        restarts = {c.id: c.restart_count for c in before.containers}
         while True:
             state = cf.gather_containers(ctx.transport, self.project_name, service)
-            last = state.containers
-            fresh = [c for c in last if c.started_at and c.started_at > before.now and (image is None or c.image_id == image)]
+            fresh = [c for c in state.containers
+                     if c.started_at and c.started_at > before.now and (image is None or c.image_id == image)]
             for c in fresh:
-                if c.running and c.health in (None, "healthy"):
-                    return c
-                if not c.running and c.status in ("exited", "dead") or c.health == "unhealthy" or c.restart_count > 0:
+                crashed = (not c.running or c.status in ("exited", "dead", "restarting") or c.health == "unhealthy"
+                           or c.restart_count > restarts.get(c.id, 0))
+                if crashed:
                     raise StepError(self._failure(ctx, service, f"{service} did not stay up: {c.describe()}"))
+                up_for = (state.now - c.started_at).total_seconds() if c.started_at else 0.0
+                if c.health == "healthy" or (c.health is None and up_for >= self.settle):
+                    return c
             if ctx.clock() >= deadline:
-                seen = "; ".join(c.describe() for c in last) or "no container"
-                raise StepError(self._failure(ctx, service, f"{service}: no new running container within {self.wait:g} s; last seen: {seen}"))
+                seen = "; ".join(c.describe() for c in state.containers) or "no container"
+                raise StepError(self._failure(
+                    ctx, service, f"{service}: no new container up within {self.wait:g} s; last seen: {seen}"))
             ctx.sleep(1.0)
 
     def _failure(self, ctx: ExecContext, service: str, message: str) -> str:
@@ -164,13 +172,15 @@ class ComposeRestart(ComposeStep):
     mode = "restart"
     service: tuple[str, ...] = ()
     wait: float = 180.0
+    settle: float = 5.0
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
         services = _services(self.service)
         for s in services:
             f.model.service(s)
-        return (ServiceAction(f.compose, self.project(), f.model.name, services, self.mode, wait=self.wait),)
+        return (ServiceAction(f.compose, self.project(), f.model.name, services, self.mode,
+                              wait=self.wait, settle=self.settle),)
 
 
 @dataclass(frozen=True)
@@ -200,6 +210,7 @@ class ComposeRebuild(ComposeStep):
     kind = "compose_rebuild"
     service: tuple[str, ...] = ()
     wait: float = 180.0
+    settle: float = 5.0
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
@@ -210,7 +221,7 @@ class ComposeRebuild(ComposeStep):
         for builder, services in by_builder.items():
             image = f.model.service(builder).image
             actions.append(ServiceAction(f.compose, self.project(), f.model.name, tuple(services), "rebuild",
-                                         builder=builder, image=image, wait=self.wait))
+                                         builder=builder, image=image, wait=self.wait, settle=self.settle))
         return tuple(actions)
 
 
@@ -228,6 +239,7 @@ class ComposeReload(ComposeStep):
     kind = "compose_reload"
     service: tuple[str, ...] = ()
     wait: float = 180.0
+    settle: float = 5.0
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
@@ -237,10 +249,10 @@ class ComposeReload(ComposeStep):
             if d.action == "rebuild":
                 image = f.model.service(d.builder or d.service).image
                 actions.append(ServiceAction(f.compose, self.project(), f.model.name, (d.service,), "rebuild",
-                                             d.reason, d.builder, image, self.wait))
+                                             d.reason, d.builder, image, self.wait, self.settle))
             else:
                 actions.append(ServiceAction(f.compose, self.project(), f.model.name, (d.service,), "restart",
-                                             d.reason, wait=self.wait))
+                                             d.reason, wait=self.wait, settle=self.settle))
         return _merge_rebuilds(actions)
 
 
@@ -254,7 +266,7 @@ def _merge_rebuilds(actions: list[Action]) -> tuple[Action, ...]:
                     merged[i] = ServiceAction(prev.compose, prev.project, prev.project_name,
                                               prev.services + action.services, "rebuild",
                                               f"{prev.reason}; {action.reason}" if action.reason != prev.reason else prev.reason,
-                                              prev.builder, prev.image, prev.wait)
+                                              prev.builder, prev.image, prev.wait, prev.settle)
                     break
             else:
                 merged.append(action)
@@ -418,7 +430,8 @@ class ComposeService(ComposeStep):
         except StepError:
             pass
         running = [c for c in state.containers if c.running]
-        info = {
+        latest = max((c.started_at for c in running if c.started_at), default=None)
+        info: dict[str, Any] = {
             "service": svc.name, "image": svc.image, "build_context": svc.build_context, "builder": builder,
             "environment": dict(svc.environment), "command": list(svc.command),
             "mounts": [{"type": m.type, "source": m.source, "target": m.target} for m in svc.mounts],
@@ -427,10 +440,8 @@ class ComposeService(ComposeStep):
                 {"id": c.id, "name": c.name, "status": c.status, "health": c.health, "image_id": c.image_id,
                  "started_at": c.started_at.isoformat() if c.started_at else None} for c in state.containers
             ],
-            "started_at": max((c.started_at for c in running if c.started_at), default=None),
+            "started_at": latest.isoformat() if latest else None,
         }
-        if info["started_at"] is not None:
-            info["started_at"] = info["started_at"].isoformat()
         return (Report(f"compose model and containers of {self.service}", info),)
 
 
