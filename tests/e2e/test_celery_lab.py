@@ -101,6 +101,17 @@ def test_diagnose_check_apply_diagnose_apply_again(tmp_path: Path, sshd: Sshd, l
     assert doc["summary"]["changed"] == 0 and doc["hosts"]["lab"]["status"] == "ok", doc["hosts"]["lab"]
     assert sources(stack) == fixed_files and containers(stack) == after, "a second apply changed something"
 
+    # the trail is intact, and rolling the fixing run back restores the exact files and reloads what it reloaded
+    assert remediate("audit", "verify").returncode == 0
+    run_id = json.loads(applied.stdout)["run_id"]
+    rolled = remediate("rollback", run_id, "--no-verify", timeout=1200)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert sources(stack) == before_files, "rollback did not restore the original files byte for byte"
+    reloaded = containers(stack)
+    assert reloaded["celery_beat"][0] > after["celery_beat"][0] and reloaded["celery_worker"][0] > after["celery_worker"][0]
+    assert "CELERY_BEAT_SCHEDULER" not in stack.exec("celery_beat", "cat", "/app/edms/settings/base.py").stdout
+    assert remediate("audit", "verify").returncode == 0
+
 
 def test_verification_is_pending_or_fails_honestly(tmp_path: Path, sshd: Sshd, lab_factory: LabFactory) -> None:
     stack = lab_factory("baked")
