@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -248,6 +249,39 @@ def _run_options(opts: DriftOptions, check: bool, limit: str | None) -> Any:
                       accept_new_host_keys=opts.accept_new_host_keys)
 
 
+class _OnePerHost:
+    """One transport per host for a whole drift check: the check run and diagnose reuse it; closed once, here."""
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        self._make = make
+        self._open: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: Any) -> Any:
+        with self._lock:
+            if host.name not in self._open:
+                self._open[host.name] = self._make(host)
+            return _KeptOpen(self._open[host.name])
+
+    def close(self) -> None:
+        """Close every transport opened."""
+        for transport in self._open.values():
+            transport.close()
+
+
+class _KeptOpen:
+    """A transport whose close() is left to its owner (the check run and diagnose each close what they get)."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        """Kept open for the next user of this host's connection."""
+
+
 def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_id: str | None = None) -> DriftReport:
     """One drift assessment: the playbooks in check mode, then diagnose on the same hosts."""
     from . import api, diagnose
@@ -258,10 +292,14 @@ def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_i
     options = _run_options(opts, True, opts.limit)
     loaded = api.load(opts.env, opts.playbooks, options, opts.inventory)
     names = tuple(dict.fromkeys(playbook_check_name(s.where.path) for p in loaded.plays for s in p.steps))
-    check_run = api.execute(loaded, options, run_id=run_id)
-    diagnoses: tuple[HostDiagnosis, ...] = ()
-    if opts.health and loaded.hosts:
-        diagnoses = diagnose.diagnose(loaded.inventory, loaded.hosts, lambda h: api.make_transport(h, options), opts.forks)
+    transports = _OnePerHost(lambda host: api.make_transport(host, options))
+    try:
+        check_run = api.execute(loaded, options, run_id=run_id, transport_factory=lambda host, _: transports(host))
+        diagnoses: tuple[HostDiagnosis, ...] = ()
+        if opts.health and loaded.hosts:
+            diagnoses = diagnose.diagnose(loaded.inventory, loaded.hosts, transports, opts.forks)
+    finally:
+        transports.close()
     report = assess(opts.env, run_id, started, tuple(h.name for h in loaded.hosts), names, check_run, diagnoses)
     # masked once, here, so every rendering, the history and the notifications only ever see masked text
     return from_doc(loaded.redactor.data(to_doc(report)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,26 @@ def test_fix_outcome_exit_codes() -> None:
     assert drift.FixOutcome(drifted, failed, clean).exit_code() == 1
     assert drift.FixOutcome(drifted, interrupted, None).exit_code() == 130
     assert drift.render_text(drift.FixOutcome(drifted, interrupted, None)).endswith("interrupted; exit 130")
+
+
+def test_a_drift_check_opens_one_transport_per_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check-mode run and diagnose share each host's one connection, closed once at the end."""
+    from remediate.transport.local import LocalTransport
+
+    (tmp_path / "inv.yml").write_text("hosts:\n  a: {connection: local}\n  b: {connection: local}\n")
+    (tmp_path / "p.yml").write_text("- hosts: all\n  steps:\n    - name: look\n"
+                                    "      command: {argv: ['true'], read_only: true}\n")
+    opened: list[str] = []
+    closed: list[str] = []
+
+    class Counted(LocalTransport):
+        def close(self) -> None:
+            closed.append(self.name)
+
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            opened.append(name)
+
+    monkeypatch.setattr("remediate.transport.local.LocalTransport", Counted)
+    drift.check(drift.DriftOptions("x", (str(tmp_path / "p.yml"),), str(tmp_path / "inv.yml")))
+    assert sorted(opened) == ["a", "b"] and sorted(closed) == ["a", "b"]
