@@ -109,7 +109,8 @@ remove_rootfs() {
   # and never let rm or tar cross into another file system.
   local root=$1 mnt
   [ -e "$root" ] || return 0
-  findmnt -R -n -o TARGET --list "$root" 2>/dev/null | sort -r | while read -r mnt; do umount -l "$mnt"; done
+  # findmnt exits 1 when nothing is mounted there (the usual case): not a failure under pipefail
+  { findmnt -R -n -o TARGET --list "$root" 2>/dev/null || true; } | sort -r | while read -r mnt; do umount -l "$mnt"; done
   rm -rf --one-file-system "$root"
 }
 
