@@ -65,8 +65,9 @@ install_compose() {
 start_dockerd() {
   docker info >/dev/null 2>&1 && return
   log "starting dockerd (no bridge, no iptables), log in $DOCKERD_LOG"
-  # setsid + nohup: dockerd outlives make and the shell that started it.
-  setsid nohup dockerd --bridge=none --iptables=false --ip-masq=false >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  # setsid + nohup: dockerd outlives make and the shell that started it. 9>&-: it must not inherit this
+  # script's lock, or it holds it for its whole life and every later setup-host (lab/up) waits forever.
+  setsid nohup dockerd --bridge=none --iptables=false --ip-masq=false >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
   local _
   for _ in $(seq 120); do docker info >/dev/null 2>&1 && return; sleep 0.5; done
   tail -20 "$DOCKERD_LOG" >&2
