@@ -124,6 +124,8 @@ class HostRunner:
         self.clock = clock
         # check mode: what planned writes would have made of each file, so later steps plan on it
         self.overlay: dict[str, FileFact] = {}
+        # answers of stable probes, valid until an action changes something on the host
+        self.stable_facts: dict[Probe, Any] = {}
         # registered results outlive their play, as in Ansible
         self.registered: dict[str, Any] = {}
         self.audit = audit
@@ -435,6 +437,8 @@ class HostRunner:
             outcome = self._execute(spec, action, exec_ctx)
             outcomes.append(outcome)
             changed |= action.is_change
+            if action.is_change:
+                self.stable_facts.clear()
             if outcome.failed:
                 failed = True
                 break
@@ -533,6 +537,10 @@ class HostRunner:
         for probe in probes:
             if isinstance(probe, FileProbe) and probe.path in self.overlay:
                 facts[probe] = self.overlay[probe.path]
+            elif probe.stable:
+                if probe not in self.stable_facts:
+                    self.stable_facts[probe] = probe.gather(self.transport)
+                facts[probe] = self.stable_facts[probe]
             else:
                 facts[probe] = probe.gather(self.transport)
         return facts

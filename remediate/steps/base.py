@@ -16,6 +16,10 @@ from ..yamlio import YMap
 class Probe:
     """A read-only question to a host; frozen dataclasses so they can key the facts mapping."""
 
+    # True when the answer holds until something on the host is changed (the compose model): the host's
+    # runner then asks once and reuses it, instead of once per step
+    stable: ClassVar[bool] = False
+
     def gather(self, transport: Any) -> Any:
         """Ask the host."""
         raise NotImplementedError

@@ -26,6 +26,8 @@ class ComposeFacts:
 class ComposeProbe(Probe):
     """Detect compose and read the model of a project."""
 
+    stable = True
+
     project: cf.Project
 
     def gather(self, transport: Any) -> ComposeFacts:

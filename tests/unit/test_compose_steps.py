@@ -157,3 +157,30 @@ def test_a_healthcheck_must_report_healthy() -> None:
 
     with pytest.raises(StepError, match="did not stay up: edms-celery_beat-a running, unhealthy"):
         restart(settle=0).execute(host.ctx())
+
+
+EXEC_PLAYBOOK = """\
+- hosts: all
+  steps:
+    - {name: ask, compose_exec: {service: celery_beat, argv: [celery, inspect, ping], read_only: true}}
+    - {name: act, compose_exec: {service: celery_beat, argv: [touch, /tmp/x]}}
+    - {name: ask again, compose_exec: {service: celery_beat, argv: [celery, inspect, ping], read_only: true}}
+"""
+
+
+@pytest.mark.parametrize(("check", "reads"), [(True, 1), (False, 2)])
+def test_the_compose_model_is_read_once_per_host_until_something_changes(tmp_path: Any, check: bool,
+                                                                        reads: int) -> None:
+    from remediate.executor import HostRunner, RunOptions
+    from remediate.inventory import Host
+    from remediate.playbook import load_playbook
+
+    (tmp_path / "p.yml").write_text(EXEC_PLAYBOOK)
+    config = ("docker-compose", "--project-directory", "/srv/edms", "config")
+    transport = found("v1").on(("test", "-d", "/srv/edms"), ok()).on(config, ok(V1_CONFIG))
+    transport.on(("docker-compose", "--project-directory", "/srv/edms", "exec"), ok())
+    host = Host("h", "addr", vars={"compose_dir": "/srv/edms"})
+    result = HostRunner(host, load_playbook(tmp_path / "p.yml"), transport, RunOptions(check=check), "run1").run()
+    assert result.status.value in ("would_change", "changed"), result
+    # the write-like step invalidates what was read; check mode changes nothing, so one read serves the run
+    assert transport.calls.count(config) == reads
