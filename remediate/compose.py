@@ -247,7 +247,11 @@ def parse_containers(text: str) -> tuple[Container, ...]:
 # One round trip: the host's clock, then `docker inspect` of every container of the service.
 _CONTAINERS = r"""
 date -u +%Y-%m-%dT%H:%M:%S.%NZ
-ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2")
+if [ -n "$2" ]; then
+  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2")
+else
+  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1")
+fi
 if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi
 """
 
@@ -260,11 +264,12 @@ class ServiceState:
     containers: tuple[Container, ...]
 
 
-def gather_containers(transport: Transport, project_name: str, service: str) -> ServiceState:
-    """Containers of a compose service (by compose labels) and the host's current time."""
+def gather_containers(transport: Transport, project_name: str, service: str = "") -> ServiceState:
+    """Containers of a compose service, or of the whole project when no service is named (by compose labels),
+    and the host's current time: one round trip."""
     result = transport.run(["sh", "-c", _CONTAINERS, "sh", project_name, service])
     if not result.ok:
-        raise StepError(f"cannot inspect containers of {service}: {result.err.strip()[-500:]}")
+        raise StepError(f"cannot inspect containers of {service or project_name}: {result.err.strip()[-500:]}")
     clock, _, rest = result.out.partition("\n")
     now = parse_time(clock.strip())
     assert now is not None

@@ -63,8 +63,9 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
         beat, worker, backend = v["beat_service"], v["worker_service"], v["backend_service"]
         containers: dict[str, Any] = {}
         beat_started = None
+        project_state = cf.gather_containers(transport, model.name)  # every service's containers in one round trip
         for name in model.services:
-            state = cf.gather_containers(transport, model.name, name)
+            state = cf.ServiceState(project_state.now, tuple(c for c in project_state.containers if c.service == name))
             running = [c for c in state.containers if c.running]
             containers[name] = [c.describe() for c in state.containers] or ["no container"]
             if not running:
