@@ -118,12 +118,18 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
             lab.down(stack)
 
 
-@pytest.fixture(scope="session")
-def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
-    """One broken baked lab stack shared by the session's read-only tests (never modify it)."""
+def running_lab(tmp_path_factory: pytest.TempPathFactory, label: str,
+                variant: lab.Variant = "baked") -> Iterator[lab.LabStack]:
+    """A fresh broken stack for the life of the fixture that yields from this, torn down after it."""
     _require_docker()
-    stack = lab.up(tmp_path_factory.mktemp("lab-shared"), "baked")
+    stack = lab.up(tmp_path_factory.mktemp(label), variant)
     try:
         yield stack
     finally:
         lab.down(stack)
+
+
+@pytest.fixture(scope="session")
+def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
+    """One broken baked lab stack shared by the session's read-only tests (never modify it)."""
+    yield from running_lab(tmp_path_factory, "lab-shared")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import pytest
 
 from tests import lab
-from tests.conftest import ROOT, Sshd, _require_docker, remediate
+from tests.conftest import ROOT, Sshd, remediate, running_lab
 from tests.lab import LabStack
 
 pytestmark = pytest.mark.lab
@@ -78,12 +78,7 @@ def in_container(stack: LabStack, service: str, path: str) -> str:
 
 
 def fresh_stack(tmp_path_factory: pytest.TempPathFactory, variant: lab.Variant) -> Iterator[LabStack]:
-    _require_docker()
-    stack = lab.up(tmp_path_factory.mktemp(f"compose-{variant}"), variant)
-    try:
-        yield stack
-    finally:
-        lab.down(stack)
+    yield from running_lab(tmp_path_factory, f"compose-{variant}", variant)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests import lab
-from tests.conftest import Sshd, _require_docker, remediate
+from tests.conftest import Sshd, remediate, running_lab
 from tests.e2e.test_drift_report import Visible, browse
 
 pytestmark = [pytest.mark.lab, pytest.mark.ssh]
@@ -24,12 +24,7 @@ NEVER_RUN_WAIT = 8 * 60
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
     """One fresh broken stack for this module's tests that change it (startup is the expensive part)."""
-    _require_docker()
-    stack = lab.up(tmp_path_factory.mktemp("drift-lab"), "baked")
-    try:
-        yield stack
-    finally:
-        lab.down(stack)
+    yield from running_lab(tmp_path_factory, "drift-lab")
 
 
 def drift_json(inventory: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str, Any], str]:
