@@ -19,17 +19,19 @@ else
 fi
 """
 
-# Written to a temp file in the same directory, fsynced, checked against the sha256 read at planning
-# time (compare-and-swap), the original backed up, then renamed over the original. Exit 75 = conflict.
+# Written to a temp file in the same directory and checked against the new content's sha256 (a damaged
+# transfer never lands), fsynced, the original checked against the sha256 read at planning time
+# (compare-and-swap) and backed up, then the temp file renamed over the original. Exit 75 = conflict.
 _WRITE = r"""
 set -eu
-f=$1 expected=$2 backup=$3 mode=$4
+f=$1 expected=$2 backup=$3 mode=$4 new=$5
 dir=$(dirname -- "$f")
 current() { if [ -e "$f" ]; then sha256sum < "$f" | cut -d' ' -f1; else echo absent; fi; }
 [ "$(current)" = "$expected" ] || { echo "remediate: $f changed since it was read; left as it is" >&2; exit 75; }
 tmp=$(mktemp "$dir/.remediate.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
+[ "$(sha256sum < "$tmp" | cut -d' ' -f1)" = "$new" ] || { echo "remediate: $f: the new content arrived damaged; left as it is" >&2; exit 74; }
 if [ -e "$f" ]; then
   chmod --reference="$f" -- "$tmp"
   chown --reference="$f" -- "$tmp" 2>/dev/null || true
@@ -92,7 +94,8 @@ def read_file(transport: Transport, path: str) -> FileFact:
 
 def write_file(transport: Transport, path: str, data: bytes, expected_sha256: str, backup: str, mode: str = "644") -> None:
     """Atomically replace path with data if it still has the expected hash; keep a backup."""
-    result = transport.run(["sh", "-c", _WRITE, "sh", path, expected_sha256, backup, mode], stdin=data)
+    new_sha256 = hashlib.sha256(data).hexdigest()
+    result = transport.run(["sh", "-c", _WRITE, "sh", path, expected_sha256, backup, mode, new_sha256], stdin=data)
     if result.rc == 75:
         raise WriteConflict(result.err.strip())
     if result.rc != 0:

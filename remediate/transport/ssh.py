@@ -32,6 +32,8 @@ _PID_PREFIX = "printf '\\036remediate-pid:%s\\n' \"$$\" >&2; "
 _PID_LINE = re.compile(rb"\x1eremediate-pid:(\d+)\n")
 # How often a running command looks for an interrupt; it only bounds how late a kill starts.
 _POLL = 0.2
+# stdin up to this size goes to the host's one shell as a base64 here-document; larger stdin gets a channel
+_INLINE_STDIN = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class SSHTransport:
         # and what it printed past the last command's end marker
         self._shell: paramiko.Channel | None = None
         self._shell_pid: int | None = None
+        self._shell_base64 = False  # whether the host's shell finds base64 (to decode stdin sent inline)
         self._out = bytearray()
         self._err = bytearray()
         self._lock = threading.Lock()
@@ -188,9 +191,10 @@ class SSHTransport:
         if self._interrupted.is_set():
             raise Interrupted(f"interrupted: {' '.join(argv)[:200]} was not started")
         with self._lock:
-            if stdin:
-                return self._exec(argv, _PID_PREFIX + shell_command(argv, env, cwd), stdin, limit)
-            return self._in_shell(argv, shell_command(argv, env, cwd), limit)
+            command = shell_command(argv, env, cwd)
+            if stdin and len(stdin) > _INLINE_STDIN:
+                return self._exec(argv, _PID_PREFIX + command, stdin, limit)
+            return self._in_shell(argv, command, limit, stdin)
 
     def _channel(self) -> paramiko.Channel:
         import paramiko
@@ -224,31 +228,35 @@ class SSHTransport:
             raise Interrupted(f"interrupted: {' '.join(argv)[:200]} {killed}")
         raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s; {killed}")
 
-    def _in_shell(self, argv: Sequence[str], command: str, limit: float) -> CommandResult:
+    def _in_shell(self, argv: Sequence[str], command: str, limit: float, stdin: bytes | None = None) -> CommandResult:
         # sshd runs every exec request through the login shell and its startup files (often ~0.1 s of
         # CPU each: pyenv, conda, rvm init); one `sh` per host reading commands pays that once, not per command
         deadline = time.monotonic() + limit
         if self._shell is not None and (self._shell.closed or self._shell.eof_received or not self._shell.active):
             self._drop_shell()
-        ready = ""
-        if self._shell is None:
-            chan = self._channel()
-            chan.exec_command("sh")
-            self._shell, self._shell_pid, self._out, self._err = chan, None, bytearray(), bytearray()
-            ready = secrets.token_hex(16)
-        shell = self._shell
         token = secrets.token_hex(16)
-        script = ""
-        if ready:
-            # whatever the startup files print comes before this marker and is dropped; $$ is the kill target
-            script += f"printf '%s %d\\n' {ready}o $$; printf '%s\\n' {ready}e >&2\n"
-        # a subshell, so cd/exports stay with the command; stdin is never the shell's own input
-        script += f"( {command}\n) </dev/null; printf '%s %d\\n' {token}o $?; printf '%s\\n' {token}e >&2\n"
         try:
-            shell.sendall(script.encode())
+            ready = self._start_shell() if self._shell is None else ""
+            shell = self._shell
+            assert shell is not None
+            if stdin and ready:
+                # inline stdin needs base64 on the host: learn that before the first such command
+                self._shell_pid, self._shell_base64 = self._ready(shell, ready, deadline)
+                ready = ""
+            if stdin:
+                if not self._shell_base64:
+                    return self._exec(argv, _PID_PREFIX + command, stdin, limit)
+                # a here-document runs only once the shell has read all of it (a stream cut short leaves the
+                # subshell's ")" unread: a syntax error, nothing runs); "-" is not in base64's alphabet
+                end = f"END-{token}"
+                command = f"base64 -d <<'{end}' | {command}\n{base64.encodebytes(stdin).decode()}{end}"
+            # a subshell, so cd/exports stay with the command; stdin is never the shell's own input
+            shell.sendall(
+                f"( {command}\n) </dev/null; printf '%s %d\\n' {token}o $?; printf '%s\\n' {token}e >&2\n".encode()
+            )
             if ready:
-                self._shell_pid = self._until(shell, ready, deadline)[2]
-            out, err, rc = self._until(shell, token, deadline)
+                self._shell_pid, self._shell_base64 = self._ready(shell, ready, deadline)
+            out, err, status = self._until(shell, token, deadline)
         except _ShellTimeout:
             try:
                 self._abandon(argv, self._shell_pid, limit)  # kills the shell's process group, then raises
@@ -258,10 +266,29 @@ class SSHTransport:
             # the command ended the shell itself (or sshd did): report what it left, start a new shell next time
             self._drop_shell()
             return CommandResult(tuple(argv), gone.rc, gone.out, gone.err)
-        return CommandResult(tuple(argv), rc, out, err)
+        return CommandResult(tuple(argv), int(status), out, err)
 
-    def _until(self, chan: paramiko.Channel, token: str, deadline: float) -> tuple[bytes, bytes, int]:
-        """Read until the shell printed token's markers on stdout and stderr; what came before is the output."""
+    def _start_shell(self) -> str:
+        """Open the host's one remote shell and send its start marker (not awaited); return the marker."""
+        chan = self._channel()
+        chan.exec_command("sh")
+        self._shell, self._shell_pid, self._out, self._err = chan, None, bytearray(), bytearray()
+        ready = secrets.token_hex(16)
+        # whatever the startup files print comes before this marker and is dropped; $$ is the kill target
+        chan.sendall(
+            f"command -v base64 >/dev/null 2>&1 && remediate_b64=1 || remediate_b64=0; "
+            f"printf '%s %d %d\\n' {ready}o $$ $remediate_b64; printf '%s\\n' {ready}e >&2\n".encode()
+        )
+        return ready
+
+    def _ready(self, chan: paramiko.Channel, token: str, deadline: float) -> tuple[int, bool]:
+        """The new shell's pid and whether it has base64 (startup files' output before the marker is dropped)."""
+        pid, has_base64 = self._until(chan, token, deadline)[2].split()
+        return int(pid), has_base64 == "1"
+
+    def _until(self, chan: paramiko.Channel, token: str, deadline: float) -> tuple[bytes, bytes, str]:
+        """Read until the shell printed token's markers on stdout and stderr; what came before is the output,
+        and the rest of the stdout marker's line the status."""
         out_mark, err_mark = f"{token}o ".encode(), f"{token}e\n".encode()
         out, err = self._out, self._err
         while True:
@@ -273,7 +300,7 @@ class SSHTransport:
             i, j = out.find(out_mark), err.find(err_mark)
             end = out.find(b"\n", i) if i >= 0 else -1
             if end >= 0 and j >= 0:
-                result = bytes(out[:i]), bytes(err[:j]), int(out[i + len(out_mark):end])
+                result = bytes(out[:i]), bytes(err[:j]), out[i + len(out_mark):end].decode()
                 del out[:end + 1]
                 del err[:j + len(err_mark)]
                 return result
@@ -291,6 +318,7 @@ class SSHTransport:
             self._shell.close()
         self._shell = None
         self._shell_pid = None
+        self._shell_base64 = False
 
     def _kill(self, transport: paramiko.Transport, pid: int | None) -> str:
         """TERM, then KILL after a bounded wait, the process group of an abandoned command."""

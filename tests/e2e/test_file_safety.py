@@ -1,6 +1,7 @@
 """Remote writes over a real SSH connection: compare-and-swap, backups, no half-written files."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -51,6 +52,20 @@ def test_write_is_atomic_with_a_backup_named_by_run(tmp_path: Path, transport: S
     assert path.read_bytes() == action.content
     assert (tmp_path / "base.py.remediate-20261124T000000Z-abc123.bak").read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base.py", "base.py.remediate-20261124T000000Z-abc123.bak"]
+
+
+def test_content_that_arrives_damaged_is_never_written(tmp_path: Path, transport: SSHTransport) -> None:
+    from remediate.facts import _WRITE
+
+    path = tmp_path / "base.py"
+    path.write_bytes(b"original\n")
+    expected = hashlib.sha256(b"original\n").hexdigest()
+    promised = hashlib.sha256(b"new content\n").hexdigest()
+    result = transport.run(["sh", "-c", _WRITE, "sh", str(path), expected, str(path) + ".bak", "644", promised],
+                           stdin=b"new cont")  # cut short
+    assert result.rc == 74 and "arrived damaged" in result.err
+    assert path.read_bytes() == b"original\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.py"], "no temp file or backup left behind"
 
 
 def test_read_file_reports_missing_and_binary_exact(tmp_path: Path, transport: SSHTransport) -> None:

@@ -1,6 +1,7 @@
 """The SSH transport against a real sshd: commands share one remote shell per host and keep exact outputs."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,33 @@ def test_timeout_stops_waiting_and_the_next_command_still_runs(transport: SSHTra
         transport.run(["sleep", "30"], timeout=0.5)
     assert exc.value.rc == 124
     assert transport.run(["echo", "ok"]).out == "ok\n"
+
+
+def _pgid(transport: SSHTransport, stdin: bytes | None = None) -> str:
+    # every command of the host's one shell runs in that shell's process group
+    return transport.run(["sh", "-c", 'cat >/dev/null; cut -d" " -f5 /proc/$$/stat'], stdin=stdin).out.strip()
+
+
+def test_stdin_goes_through_the_hosts_one_shell_byte_for_byte(transport: SSHTransport) -> None:
+    without = _pgid(transport)
+    # every byte value, no final newline, and a line that looks like the here-document's end
+    data = bytes(range(256)) * 40 + b"\nEND-0123\n)\nEOF\n'\"$HOME`x`" + b"\x00"
+    result = transport.run(["sh", "-c", "cat; cat >&2"], stdin=data)
+    assert (result.rc, result.stdout, result.stderr) == (0, data, b"")
+    assert _pgid(transport, stdin=b"x") == without  # no session of its own
+    assert transport.run(["sh", "-c", "wc -c; exit 5"], stdin=b"12345").out.strip() == "5"
+    assert transport.run(["sh", "-c", "exit 5"], stdin=b"unread").rc == 5
+
+
+def test_large_stdin_gets_a_channel_of_its_own(transport: SSHTransport) -> None:
+    shell = _pgid(transport)
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB, above what goes through the shell
+    assert transport.run(["sha256sum"], stdin=data).out.split()[0] == hashlib.sha256(data).hexdigest()
+    assert _pgid(transport, stdin=data) != shell
+
+
+def test_a_host_without_base64_gets_stdin_on_a_channel(transport: SSHTransport) -> None:
+    shell = _pgid(transport)
+    transport._shell_base64 = False  # what the shell's start marker reports when `command -v base64` fails
+    assert transport.run(["cat"], stdin=b"still exact\x00").stdout == b"still exact\x00"
+    assert _pgid(transport, stdin=b"x") != shell
