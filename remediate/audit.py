@@ -57,14 +57,32 @@ def who() -> dict[str, Any]:
     return out
 
 
+class _Ticket:
+    """One record waiting for the next group commit."""
+
+    __slots__ = ("fields", "record", "error", "done")
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self.fields = fields
+        self.record: dict[str, Any] | None = None
+        self.error: AuditError | None = None
+        self.done = False  # set under the log's condition, once the batch is on disk (or failed)
+
+
 class AuditLog:
-    """Appends records to one audit.jsonl; safe across host threads and concurrent remediate processes."""
+    """Appends records to one audit.jsonl; safe across host threads and concurrent remediate processes.
+
+    Records that host threads append at the same time are written together (group commit): one write, one
+    fsync and one head update for the batch; every caller still returns only once its record is on disk.
+    """
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.head_path = path.with_name(HEAD_FILE)
         self.clock = clock
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[_Ticket] = []
+        self._flushing = False
 
     @classmethod
     def default(cls) -> AuditLog:
@@ -79,8 +97,36 @@ class AuditLog:
 
     def append(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Chain and append one record, fsynced before returning; AuditError when that is impossible."""
+        ticket = _Ticket(fields)
+        with self._cond:
+            self._queue.append(ticket)
+            # the first caller to find no flush running writes everything queued so far, its own record with it
+            while self._flushing and not ticket.done:
+                self._cond.wait()
+            leader = not ticket.done
+            if leader:
+                self._flushing = True
+                batch, self._queue = self._queue, []
+        if leader:
+            try:
+                self._flush(batch)
+            finally:
+                with self._cond:
+                    for done in batch:
+                        if done.record is None and done.error is None:  # the leader died of something unforeseen
+                            done.error = AuditError(f"cannot write the audit trail {self.path}: the write was cut short")
+                        done.done = True
+                    self._flushing = False
+                    self._cond.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.record is not None
+        return ticket.record
+
+    def _flush(self, batch: list[_Ticket]) -> None:
+        """Chain the batch onto the trail's last record, write it, fsync, then move the head."""
         try:
-            with self._lock, self._locked() as fd:
+            with self._locked() as fd:
                 last = _last_line(fd)
                 seq = 1
                 if last:
@@ -88,20 +134,28 @@ class AuditLog:
                         seq = int(json.loads(last)["seq"]) + 1
                     except (ValueError, KeyError, TypeError):
                         raise AuditError(f"{self.path}: the last record is damaged; run `remediate audit verify`") from None
-                record = {
-                    "seq": seq,
-                    "prev": sha256_bytes(last) if last else GENESIS,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock())) + "Z",
-                    **fields,
-                }
-                record["hash"] = record_hash(record)
-                line = _canonical(record)
-                _write_all(fd, line + b"\n")
+                prev = sha256_bytes(last) if last else GENESIS
+                lines = []
+                for ticket in batch:
+                    record = {
+                        "seq": seq,
+                        "prev": prev,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock())) + "Z",
+                        **ticket.fields,
+                    }
+                    record["hash"] = record_hash(record)
+                    line = _canonical(record)
+                    lines.append(line)
+                    ticket.record = record
+                    seq, prev = seq + 1, sha256_bytes(line)
+                _write_all(fd, b"".join(line + b"\n" for line in lines))
                 os.fsync(fd)
-                self._write_head(seq, sha256_bytes(line))
-                return record
-        except OSError as exc:
-            raise AuditError(f"cannot write the audit trail {self.path}: {exc.strerror or exc}") from None
+                self._write_head(seq - 1, prev)
+        except (OSError, AuditError) as exc:
+            error = exc if isinstance(exc, AuditError) else AuditError(
+                f"cannot write the audit trail {self.path}: {exc.strerror or exc}")
+            for ticket in batch:
+                ticket.record, ticket.error = None, error
 
     @contextmanager
     def _locked(self) -> Iterator[int]:

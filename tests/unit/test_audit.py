@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,38 @@ def test_parallel_appends_stay_one_chain(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert verify(log.path).ok and verify(log.path).records == 201
+
+
+def test_concurrent_appends_share_fsyncs_and_each_is_on_disk_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    run = log.start("run-1", "apply")
+    syncs = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:  # a disk that takes a while: records queue up behind the flush
+        syncs.append(fd)
+        time.sleep(0.005)
+        real_fsync(fd)
+
+    monkeypatch.setattr("remediate.audit.os.fsync", slow_fsync)
+    missing = []
+
+    def host(name: str) -> None:
+        for i in range(20):
+            record = run.record("step", name, step=str(i))
+            if record["hash"].encode() not in log.path.read_bytes():
+                missing.append(record["seq"])
+
+    threads = [threading.Thread(target=host, args=(f"web-{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert missing == []
+    assert verify(log.path).ok and verify(log.path).records == 161
+    assert len(syncs) < 160
 
 
 def test_a_second_log_object_continues_the_chain(tmp_path: Path) -> None:
