@@ -29,12 +29,18 @@ class PendingStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._lock = threading.Lock()
+        # one lock per host: hosts run in parallel and each has a file of its own
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     @classmethod
     def default(cls) -> PendingStore:
         """The store in the state directory."""
         return cls(state_dir() / "pending")
+
+    def _lock(self, host: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(host, threading.Lock())
 
     def _file(self, host: str) -> Path:
         return self.directory / (quote(host, safe="") + ".json")
@@ -52,18 +58,18 @@ class PendingStore:
 
     def add(self, host: str, items: tuple[PendingReload, ...]) -> None:
         """Record debts (before the change is made: a kill right after the write must not lose them)."""
-        with self._lock:
+        with self._lock(host):
             current = self.load(host)
             self._save(host, current + tuple(i for i in items if i not in current))
 
     def discard(self, host: str, items: tuple[PendingReload, ...]) -> None:
         """Forget exactly these debts (their change was not made after all)."""
-        with self._lock:
+        with self._lock(host):
             self._save(host, tuple(i for i in self.load(host) if i not in items))
 
     def settle(self, host: str, playbook: str, play: str, handlers: tuple[str, ...]) -> tuple[PendingReload, ...]:
         """The handler ran: forget what it owed; return what was settled."""
-        with self._lock:
+        with self._lock(host):
             current = self.load(host)
             done = tuple(i for i in current if i.playbook == playbook and i.play == play and i.handler in handlers)
             if done:
