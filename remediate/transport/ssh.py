@@ -107,6 +107,7 @@ class SSHTransport:
         self._shell: paramiko.Channel | None = None
         self._shell_pid: int | None = None
         self._shell_base64 = False  # whether the host's shell finds base64 (to decode stdin sent inline)
+        self._shell_ready = ""  # the start marker of a shell whose start has not been awaited yet
         self._out = bytearray()
         self._err = bytearray()
         self._lock = threading.Lock()
@@ -174,8 +175,15 @@ class SSHTransport:
         self._interrupted.set()
 
     def connect(self) -> None:
-        """Open the connection now (to report an unreachable host before any step)."""
-        self._open()
+        """Open the connection and start the host's shell now (to report an unreachable host before any step).
+
+        The shell's start (the login shell's startup files) is not awaited: it overlaps whatever the
+        controller does before the first command.
+        """
+        with self._lock:
+            self._open()
+            if self._shell is None:
+                self._start_shell()
 
     def run(
         self,
@@ -236,7 +244,9 @@ class SSHTransport:
             self._drop_shell()
         token = secrets.token_hex(16)
         try:
-            ready = self._start_shell() if self._shell is None else ""
+            if self._shell is None:
+                self._start_shell()
+            ready, self._shell_ready = self._shell_ready, ""
             shell = self._shell
             assert shell is not None
             if stdin and ready:
@@ -268,8 +278,8 @@ class SSHTransport:
             return CommandResult(tuple(argv), gone.rc, gone.out, gone.err)
         return CommandResult(tuple(argv), int(status), out, err)
 
-    def _start_shell(self) -> str:
-        """Open the host's one remote shell and send its start marker (not awaited); return the marker."""
+    def _start_shell(self) -> None:
+        """Open the host's one remote shell and send its start marker (awaited with the first command)."""
         chan = self._channel()
         chan.exec_command("sh")
         self._shell, self._shell_pid, self._out, self._err = chan, None, bytearray(), bytearray()
@@ -279,7 +289,7 @@ class SSHTransport:
             f"command -v base64 >/dev/null 2>&1 && remediate_b64=1 || remediate_b64=0; "
             f"printf '%s %d %d\\n' {ready}o $$ $remediate_b64; printf '%s\\n' {ready}e >&2\n".encode()
         )
-        return ready
+        self._shell_ready = ready
 
     def _ready(self, chan: paramiko.Channel, token: str, deadline: float) -> tuple[int, bool]:
         """The new shell's pid and whether it has base64 (startup files' output before the marker is dropped)."""
@@ -319,6 +329,7 @@ class SSHTransport:
         self._shell = None
         self._shell_pid = None
         self._shell_base64 = False
+        self._shell_ready = ""
 
     def _kill(self, transport: paramiko.Transport, pid: int | None) -> str:
         """TERM, then KILL after a bounded wait, the process group of an abandoned command."""

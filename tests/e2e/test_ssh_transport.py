@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,30 @@ def test_commands_share_one_shell_but_not_its_state(transport: SSHTransport, tmp
     shell_pid = first.out.strip()
     assert second.out.split("\n")[0] == shell_pid  # the same remote shell ran both
     assert second.out.split("\n")[1:3] != [str(tmp_path), "set"]  # cd and env stayed with the first command
+
+
+def _session_shells() -> set[int]:
+    """Local pids of `sh` processes whose parent is an sshd session (the suite's sshd runs on this machine)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "sh":
+                ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                if Path(f"/proc/{ppid}/comm").read_text().strip() == "sshd":
+                    found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_connect_starts_the_hosts_shell_and_the_first_command_runs_in_it(transport: SSHTransport) -> None:
+    before = _session_shells()
+    transport.connect()  # sends the shell's start and returns: the first command waits for it
+    deadline = time.monotonic() + 10
+    while not (new := _session_shells() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(new) == 1
+    assert transport.run(["sh", "-c", "echo $PPID"]).out.strip() == str(new.pop())
 
 
 def test_a_command_reading_stdin_gets_end_of_file_not_the_next_command(transport: SSHTransport) -> None:
