@@ -35,8 +35,14 @@ class YList(list[Any]):
         return self.where
 
 
-def _make_loader(path: str) -> type[yaml.SafeLoader]:
-    class Loader(yaml.SafeLoader):
+# libyaml's parser (when PyYAML was built with it) is several times faster and gives the same marks; the
+# constructors, and so what is accepted, are the safe ones below either way. Its error messages are vaguer
+# (no offending character or alias name), so text it rejects is parsed again in Python for the message.
+_FAST: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def _make_loader(path: str, base: type[yaml.SafeLoader] = yaml.SafeLoader) -> type[yaml.SafeLoader]:
+    class Loader(base):  # type: ignore[valid-type,misc]
         pass
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YMap:
@@ -71,7 +77,16 @@ def _make_loader(path: str) -> type[yaml.SafeLoader]:
 
 def load_text(text: str, path: str) -> Any:
     """Parse YAML text safely; every error names path and line."""
-    loader = _make_loader(path)(text)
+    if _FAST is not None:
+        try:
+            return _load(text, path, _FAST)
+        except InputError:
+            pass  # the Python parser below names the problem more precisely
+    return _load(text, path, yaml.SafeLoader)
+
+
+def _load(text: str, path: str, base: type[yaml.SafeLoader]) -> Any:
+    loader = _make_loader(path, base)(text)
     try:
         return loader.get_single_data()
     except yaml.constructor.ConstructorError as exc:

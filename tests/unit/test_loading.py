@@ -100,3 +100,19 @@ def test_playbook_errors_name_file_and_line(tmp_path: Path, text: str, line: int
     if line:
         assert f"p.yml:{line}" in str(info.value)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("hosts:\n\tweb: {}\n", "found character '\\t' that cannot start any token"),
+        ("hosts:\n  web: *nope\n", "found undefined alias 'nope'"),
+        ("hosts: [web\n", "expected ',' or ']'"),
+    ],
+)
+def test_malformed_yaml_names_the_offending_character_or_alias(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text(text)
+    with pytest.raises(InputError) as exc:
+        load_inventory(path)
+    assert message in str(exc.value) and f"{path}:" in str(exc.value)
