@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ class Step:
     @classmethod
     def build(cls, args: Mapping[str, Any], where: Location, what: str) -> Step:
         """A step from rendered arguments, with each value checked against its field's type."""
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         values = {}
         for name, value in args.items():
             values[name] = _coerce(value, hints[name], f"{what}: {name}", where)
@@ -82,6 +83,12 @@ class Step:
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         """Actions that bring the host to the desired state; () when it already is."""
         raise NotImplementedError
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A step class's resolved field types (resolving them is slow and a step is built per host and attempt)."""
+    return typing.get_type_hints(cls)
 
 
 def _coerce(value: Any, hint: Any, what: str, where: Location) -> Any:
