@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ def backup_path(path: str, run_id: str) -> str:
     return f"{path}.remediate-{run_id}.bak"
 
 
+@functools.lru_cache(maxsize=64)  # an edit's diff is shown, audited and reported: computed once
 def unified_diff(host: str, path: str, before: str, after: str) -> str:
     """A diff headed --- HOST:PATH / +++ HOST:PATH."""
     lines = difflib.unified_diff(
