@@ -83,6 +83,9 @@ class AuditLog:
         self._cond = threading.Condition()
         self._queue: list[_Ticket] = []
         self._flushing = False
+        # (trail size, next seq, last line's hash) after this log's last flush: while the size is unchanged
+        # (no other process appended) the next flush need not read and parse the last line again
+        self._tail: tuple[int, int, str] | None = None
 
     @classmethod
     def default(cls) -> AuditLog:
@@ -127,14 +130,11 @@ class AuditLog:
         """Chain the batch onto the trail's last record, write it, fsync, then move the head."""
         try:
             with self._locked() as fd:
-                last = _last_line(fd)
-                seq = 1
-                if last:
-                    try:
-                        seq = int(json.loads(last)["seq"]) + 1
-                    except (ValueError, KeyError, TypeError):
-                        raise AuditError(f"{self.path}: the last record is damaged; run `remediate audit verify`") from None
-                prev = sha256_bytes(last) if last else GENESIS
+                size = os.fstat(fd).st_size
+                if self._tail is not None and self._tail[0] == size:
+                    seq, prev = self._tail[1], self._tail[2]  # nothing was appended since this log's last flush
+                else:
+                    seq, prev = _next_link(fd, self.path)
                 lines = []
                 for ticket in batch:
                     record = {
@@ -148,9 +148,12 @@ class AuditLog:
                     lines.append(line)
                     ticket.record = record
                     seq, prev = seq + 1, sha256_bytes(line)
-                _write_all(fd, b"".join(line + b"\n" for line in lines))
+                data = b"".join(line + b"\n" for line in lines)
+                self._tail = None
+                _write_all(fd, data)
                 os.fsync(fd)
                 self._write_head(seq - 1, prev)
+                self._tail = (size + len(data), seq, prev)
         except (OSError, AuditError) as exc:
             error = exc if isinstance(exc, AuditError) else AuditError(
                 f"cannot write the audit trail {self.path}: {exc.strerror or exc}")
@@ -171,9 +174,25 @@ class AuditLog:
             os.close(fd)
 
     def _write_head(self, seq: int, line_hash: str) -> None:
-        tmp = self.head_path.with_name(f".{HEAD_FILE}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps({"seq": seq, "line_sha256": line_hash}) + "\n")
+        tmp = os.path.join(os.path.dirname(self.head_path), f".{HEAD_FILE}.{os.getpid()}.{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, json.dumps({"seq": seq, "line_sha256": line_hash}).encode() + b"\n")
+        finally:
+            os.close(fd)
         os.replace(tmp, self.head_path)
+
+
+def _next_link(fd: int, path: Path) -> tuple[int, str]:
+    """The next record's seq and `prev` hash, from the trail's last line."""
+    last = _last_line(fd)
+    if not last:
+        return 1, GENESIS
+    try:
+        seq = int(json.loads(last)["seq"]) + 1
+    except (ValueError, KeyError, TypeError):
+        raise AuditError(f"{path}: the last record is damaged; run `remediate audit verify`") from None
+    return seq, sha256_bytes(last)
 
 
 def _write_all(fd: int, data: bytes) -> None:
