@@ -160,6 +160,18 @@ def test_a_second_log_object_continues_the_chain(tmp_path: Path) -> None:
     assert verify(path).ok and read_records(path)[-1]["seq"] == 6
 
 
+def test_two_writers_taking_turns_keep_one_chain(tmp_path: Path) -> None:
+    # two remediate processes sharing the trail: each must chain onto the other's last record
+    path = tmp_path / "audit.jsonl"
+    first, second = AuditLog(path), AuditLog(path)
+    one, two = first.start("run-1", "apply"), second.start("run-2", "apply")
+    for i in range(3):
+        one.record("step", "web-1", step=str(i))
+        two.record("step", "web-2", step=str(i))
+    assert verify(path).ok and verify(path).records == 8
+    assert [r["seq"] for r in read_records(path)] == list(range(1, 9))
+
+
 def test_unwritable_trail_raises_audit_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
