@@ -3,6 +3,10 @@
 #   --name NAME        compose project name and image name suffix (default: from DIR/.env, else DIR's basename)
 #   --variant V        baked (code copied into the image; default) or mounted (code bind-mounted at /app)
 #   --port-base N      backend N, PostgreSQL N+1, Redis N+2, all on 127.0.0.1 (default 18000)
+#   --sync S           default (Celery's own beat sync, as on real servers; the default) or fast: a named
+#                      variant whose settings carry CELERY_BEAT_SYNC_EVERY = 1 (--fast-sync is short for it)
+#   --feb31 STATE      enabled (the write-up's table: every row enabled; the default) or disabled: a named
+#                      variant with "Send Test Email" (31 February) disabled, a state the write-up lacks
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_HOME=/var/lib/remediate-lab
 DEFAULT_DIR=$LAB_HOME/edms
@@ -12,16 +16,19 @@ SSH_PORT=2222
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "$*"; exit 1; }
-usage() { sed -n '2,5p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,9p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 parse_options() {
-  DIR=$DEFAULT_DIR NAME="" VARIANT="" PORT_BASE="" PURGE=0
+  DIR=$DEFAULT_DIR NAME="" VARIANT="" PORT_BASE="" SYNC="" FEB31="" PURGE=0
   while [ $# -gt 0 ]; do
     case $1 in
       --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
       --name) NAME=${2:?--name needs a value}; shift 2 ;;
       --variant) VARIANT=${2:?--variant needs a value}; shift 2 ;;
       --port-base) PORT_BASE=${2:?--port-base needs a value}; shift 2 ;;
+      --sync) SYNC=${2:?--sync needs a value}; shift 2 ;;
+      --fast-sync) SYNC=fast; shift ;;
+      --feb31) FEB31=${2:?--feb31 needs a value}; shift 2 ;;
       --purge) PURGE=1; shift ;;
       -h|--help) usage ;;
       *) log "unknown option $1"; usage ;;
@@ -35,11 +42,17 @@ parse_options() {
     [ -n "$NAME" ] || NAME=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$env")
     [ -n "$VARIANT" ] || VARIANT=$(sed -n 's/^LAB_VARIANT=//p' "$env")
     [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/^LAB_BACKEND_PORT=//p' "$env")
+    [ -n "$SYNC" ] || SYNC=$(sed -n 's/^LAB_SYNC=//p' "$env")
+    [ -n "$FEB31" ] || FEB31=$(sed -n 's/^LAB_FEB31=//p' "$env")
   fi
   [ -n "$NAME" ] || NAME=$(basename "$DIR" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9_-')
   [ -n "$VARIANT" ] || VARIANT=baked
   [ -n "$PORT_BASE" ] || PORT_BASE=18000
+  [ -n "$SYNC" ] || SYNC=default
+  [ -n "$FEB31" ] || FEB31=enabled
   case $VARIANT in baked|mounted) ;; *) die "--variant must be baked or mounted, not $VARIANT" ;; esac
+  case $SYNC in default|fast) ;; *) die "--sync must be default or fast, not $SYNC" ;; esac
+  case $FEB31 in enabled|disabled) ;; *) die "--feb31 must be enabled or disabled, not $FEB31" ;; esac
   case $PORT_BASE in ''|*[!0-9]*) die "--port-base must be a number, not $PORT_BASE" ;; esac
   [[ $NAME =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "--name must be lower-case letters, digits, - and _, not $NAME"
 }
@@ -51,10 +64,12 @@ write_env() {
   local files=$DIR/docker-compose.yml
   [ "$VARIANT" = mounted ] && files=$files:$DIR/docker-compose.mounted.yml
   cat > "$DIR/.env" <<ENV
-# Written by lab/up: this instance's name, variant and loopback ports.
+# Written by lab/up: this instance's name, variants and loopback ports.
 COMPOSE_PROJECT_NAME=$NAME
 COMPOSE_FILE=$files
 LAB_VARIANT=$VARIANT
+LAB_SYNC=$SYNC
+LAB_FEB31=$FEB31
 LAB_IMAGE=remediate-lab-$NAME
 LAB_BASE_IMAGE=remediate-lab-base:bookworm
 LAB_BACKEND_PORT=$PORT_BASE
@@ -66,12 +81,29 @@ ENV
 copy_stack() {
   mkdir -p "$DIR"
   cp -a "$LAB/stack/." "$DIR/"
+  [ "$SYNC" = fast ] || return 0
+  # The fast-sync variant: a deviation from the write-up's server, stated in the settings it changes.
+  cat >> "$DIR/backend/edms/settings/base.py" <<'PY'
+
+# Lab variant "fast sync" (lab/up --fast-sync), not the write-up's server: beat saves last_run_at after every
+# task it sends instead of every 3 minutes (django-celery-beat's default), so a verification waits less.
+CELERY_BEAT_SYNC_EVERY = 1
+PY
+}
+
+seed_variant() {
+  # The seeded table is the write-up's (seed_lab); a named variant changes it here, after the first seeding.
+  [ "$FEB31" = disabled ] || return 0
+  compose exec -T backend python manage.py shell -c \
+    "from django_celery_beat.models import PeriodicTask as P, PeriodicTasks; P.objects.filter(name='Send Test Email').update(enabled=False); PeriodicTasks.update_changed()" \
+    >/dev/null || die "could not disable 'Send Test Email' in $DIR"
+  log "variant feb31=disabled: 'Send Test Email' (31 February) is disabled"
 }
 
 compose() { docker compose --project-directory "$DIR" "$@"; }
 
 bring_up() {
-  log "starting $NAME ($VARIANT) in $DIR: backend 127.0.0.1:$PORT_BASE"
+  log "starting $NAME ($VARIANT, sync $SYNC, feb31 $FEB31) in $DIR: backend 127.0.0.1:$PORT_BASE"
   compose up -d --build --wait --wait-timeout 300 || {
     compose ps -a >&2 || true
     compose logs --tail 30 >&2 || true

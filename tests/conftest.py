@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,12 +103,13 @@ def _require_docker() -> None:
 
 @pytest.fixture
 def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
-    """Bring up fresh broken lab stacks (`lab_factory(variant="baked"|"mounted")`); torn down after the test."""
+    """Bring up fresh broken lab stacks, torn down after the test: `lab_factory(variant="baked"|"mounted",
+    **options)` with the options of `tests.lab.up` (named variants such as fast_sync=True)."""
     _require_docker()
     stacks: list[lab.LabStack] = []
 
-    def make(variant: lab.Variant = "baked") -> lab.LabStack:
-        stack = lab.up(tmp_path_factory.mktemp("lab"), variant)
+    def make(variant: lab.Variant = "baked", **options: Any) -> lab.LabStack:
+        stack = lab.up(tmp_path_factory.mktemp("lab"), variant, **options)
         stacks.append(stack)
         return stack
 
@@ -119,10 +121,11 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
 
 
 def running_lab(tmp_path_factory: pytest.TempPathFactory, label: str,
-                variant: lab.Variant = "baked") -> Iterator[lab.LabStack]:
-    """A fresh broken stack for the life of the fixture that yields from this, torn down after it."""
+                variant: lab.Variant = "baked", **options: Any) -> Iterator[lab.LabStack]:
+    """A fresh broken stack for the life of the fixture that yields from this, torn down after it
+    (options: those of `tests.lab.up`)."""
     _require_docker()
-    stack = lab.up(tmp_path_factory.mktemp(label), variant)
+    stack = lab.up(tmp_path_factory.mktemp(label), variant, **options)
     try:
         yield stack
     finally:
@@ -131,5 +134,6 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory, label: str,
 
 @pytest.fixture(scope="session")
 def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
-    """One broken baked lab stack shared by the session's read-only tests (never modify it)."""
+    """One broken baked lab stack shared by the session's read-only tests (never modify it): the write-up's
+    server as it is (every row enabled, Celery's default beat sync)."""
     yield from running_lab(tmp_path_factory, "lab-shared")

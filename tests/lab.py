@@ -21,6 +21,7 @@ LAB_ADDRESS = "127.0.0.1"
 PORTS_PER_STACK = 3  # backend, PostgreSQL, Redis
 
 Variant = Literal["baked", "mounted"]
+Feb31 = Literal["enabled", "disabled"]
 
 
 class SshdLike(Protocol):
@@ -42,7 +43,11 @@ class LabError(RuntimeError):
 
 @dataclass(frozen=True)
 class LabStack:
-    """A running lab instance: its compose project directory, name, variant and loopback ports."""
+    """A running lab instance: its compose project directory, name, variants and loopback ports.
+
+    fast_sync and feb31="disabled" are named variants that depart from the write-up's server (beat's sync
+    shortened by CELERY_BEAT_SYNC_EVERY = 1; the 31-February row disabled); the defaults are the write-up's.
+    """
 
     dir: Path
     name: str
@@ -50,6 +55,8 @@ class LabStack:
     backend_port: int
     db_port: int
     redis_port: int
+    fast_sync: bool = False
+    feb31: Feb31 = "enabled"
 
     def inventory(self, path: Path, sshd: SshdLike, host: str = "lab", **host_vars: object) -> Path:
         """Write an inventory reaching this stack as root through the suite's sshd; return its path."""
@@ -131,14 +138,15 @@ def run_script(script: str, *args: str, timeout: float = 900) -> subprocess.Comp
     return result
 
 
-def up(parent: Path, variant: Variant = "baked") -> LabStack:
+def up(parent: Path, variant: Variant = "baked", *, fast_sync: bool = False, feb31: Feb31 = "enabled") -> LabStack:
     """Bring a fresh broken instance up in a new directory under `parent`, with a unique name and free ports."""
     name = f"lab{uuid.uuid4().hex[:10]}"
     directory = parent / name
     base = free_port_block()
-    stack = LabStack(directory, name, variant, base, base + 1, base + 2)
+    stack = LabStack(directory, name, variant, base, base + 1, base + 2, fast_sync=fast_sync, feb31=feb31)
     try:
-        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--port-base", str(base))
+        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--port-base", str(base),
+                   "--sync", "fast" if fast_sync else "default", "--feb31", feb31)
     except BaseException:
         down(stack)
         raise

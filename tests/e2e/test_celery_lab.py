@@ -54,7 +54,7 @@ def periodic_rows(stack: LabStack) -> dict[str, tuple[str | None, int]]:
 
 
 def test_diagnose_check_apply_diagnose_apply_again(tmp_path: Path, sshd: Sshd, lab_factory: LabFactory) -> None:
-    stack = lab_factory("baked")
+    stack = lab_factory("baked", fast_sync=True, feb31="disabled")
     inventory = str(stack.inventory(tmp_path / "inv.yml", sshd))
 
     broken = remediate("diagnose", "lab", "-i", inventory, "--format", "json")
@@ -114,7 +114,7 @@ def test_diagnose_check_apply_diagnose_apply_again(tmp_path: Path, sshd: Sshd, l
 
 
 def test_verification_is_pending_or_fails_honestly(tmp_path: Path, sshd: Sshd, lab_factory: LabFactory) -> None:
-    stack = lab_factory("baked")
+    stack = lab_factory("baked", fast_sync=True)
     inventory = str(stack.inventory(tmp_path / "inv.yml", sshd))
     feb31 = "from django_celery_beat.models import PeriodicTask as P; P.objects.filter(name='Send Test Email')"
     assert stack.exec("backend", "python", "manage.py", "shell", "-c", feb31 + ".update(enabled=True)").returncode == 0

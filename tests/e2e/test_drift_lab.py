@@ -24,7 +24,7 @@ NEVER_RUN_WAIT = 8 * 60
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
     """One fresh broken stack for this module's tests that change it (startup is the expensive part)."""
-    yield from running_lab(tmp_path_factory, "drift-lab")
+    yield from running_lab(tmp_path_factory, "drift-lab", fast_sync=True, feb31="disabled")
 
 
 def drift_json(inventory: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str, Any], str]:

@@ -1,6 +1,8 @@
-"""The lab is a faithful target: a fresh stack has both seed faults, and is reachable through the suite's sshd."""
+"""The lab is a faithful target: a fresh stack is the first write-up's server (its PeriodicTask table verbatim,
+Celery's default beat sync) with both seed faults, and is reachable through the suite's sshd."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,60 @@ INTEGRITY_TASKS = {
     "apps.audit.integrity_tasks.run_daily_integrity_check",
     "apps.audit.integrity_tasks.verify_audit_trail_checksums",
 }
+
+
+# The first write-up's "Task Schedule Reference" (schedules as crontabs, UTC), "✅ All tasks enabled", plus
+# the lab's one deviation: lab-heartbeat, due every minute.
+WRITE_UP_TABLE = {
+    "process-document-effective-dates": "0 * * * *",
+    "process-document-obsoletion-dates": "15 * * * *",
+    "perform-system-health-check": "*/30 * * * *",
+    "check-workflow-timeouts": "0 0,4,8,12,16,20 * * *",
+    "process-periodic-reviews": "0 9 * * *",
+    "send-daily-health-report": "0 7 * * *",
+    "cleanup-celery-results": "0 3 * * *",
+    "run-daily-integrity-check": "0 2 * * *",
+    "verify-audit-trail-checksums": "0 1 * * 0",
+    "Send Test Email": "0 0 31 2 *",
+}
+HEARTBEAT = {"lab-heartbeat": "* * * * *"}
+ROWS = ("import json\nfrom django_celery_beat.models import PeriodicTask as P\n"
+        "print(json.dumps({t.name: [t.enabled, t.task, ' '.join((t.crontab.minute, t.crontab.hour, "
+        "t.crontab.day_of_month, t.crontab.month_of_year, t.crontab.day_of_week)), str(t.crontab.timezone), "
+        "t.last_run_at, t.total_run_count] for t in P.objects.all()}, default=str))\n")
+
+
+def periodic_tasks(stack: LabStack) -> dict[str, list[object]]:
+    """name -> [enabled, task, crontab, timezone, last_run_at, total_run_count] as the database holds them."""
+    result = stack.exec("backend", "python", "manage.py", "shell", "-c", ROWS)
+    assert result.returncode == 0, result.stderr
+    rows: dict[str, list[object]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return rows
+
+
+def test_fresh_stack_seeds_the_write_ups_table_verbatim(lab_stack: LabStack) -> None:
+    rows = periodic_tasks(lab_stack)
+
+    assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
+    assert all(row[0] is True for row in rows.values()), "every row is enabled, as in the write-up"
+    assert {row[3] for row in rows.values()} == {"UTC"}
+    assert rows["Send Test Email"][1] == "apps.scheduler.tasks.send_test_email_to_self"
+    assert {(row[4], row[5]) for row in rows.values()} == {(None, 0)}, "every row never run"
+
+
+def test_fresh_stack_runs_celerys_default_beat_sync(lab_stack: LabStack) -> None:
+    in_tree = [p for p in (lab_stack.dir / "backend").rglob("*.py") if "CELERY_BEAT_SYNC_EVERY" in p.read_text()]
+    assert in_tree == [], in_tree
+    assert beat_sync_every(lab_stack) == "0", "celery's default (django-celery-beat then syncs every 3 minutes)"
+
+
+def beat_sync_every(stack: LabStack) -> str:
+    """app.conf.beat_sync_every as beat's container loads it."""
+    effective = stack.exec("celery_beat", "python", "-c",
+                           "import django; django.setup(); from celery import current_app; "
+                           "print(current_app.conf.beat_sync_every)")
+    assert effective.returncode == 0, effective.stderr
+    return effective.stdout.strip().splitlines()[-1]
 
 
 def test_fresh_stack_has_both_seed_faults(lab_stack: LabStack) -> None:
@@ -36,7 +92,11 @@ def test_inventory_reaches_the_stack_through_sshd(lab_stack: LabStack, sshd: Ssh
 
 
 def test_mounted_variant_takes_a_settings_change_on_restart(lab_factory: LabFactory) -> None:
-    stack = lab_factory("mounted")
+    # beat is switched to the DatabaseScheduler here: the named variant without the 31-February row, which
+    # the old version set's DatabaseScheduler dies on
+    stack = lab_factory("mounted", feb31="disabled", fast_sync=True)
+    assert [name for name, row in periodic_tasks(stack).items() if not row[0]] == ["Send Test Email"]
+    assert beat_sync_every(stack) == "1", "the fast-sync variant's settings say CELERY_BEAT_SYNC_EVERY = 1"
     settings = stack.dir / "backend" / "edms" / "settings" / "base.py"
     settings.write_text(settings.read_text() + SCHEDULER_LINE + "\n")
 
@@ -68,7 +128,6 @@ def test_baked_variant_keeps_old_code_on_restart_and_reset_restores_broken(lab_f
     assert settings.read_text() == (ROOT / "lab" / "stack" / "backend" / "edms" / "settings" / "base.py").read_text()
     assert not (settings.parent / "base.py.remediate-x.bak").exists()
     assert ". scheduler -> celery.beat.PersistentScheduler" in stack.logs("celery_beat")
-    counts = stack.exec("backend", "python", "manage.py", "shell", "-c",
-                        "from django_celery_beat.models import PeriodicTask as P; "
-                        "print(sorted({(t.total_run_count, t.last_run_at) for t in P.objects.all()}))")
-    assert counts.stdout.strip() == "[(0, None)]", counts.stdout + counts.stderr
+    rows = periodic_tasks(stack)
+    assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
+    assert {(row[0], row[4], row[5]) for row in rows.values()} == {(True, None, 0)}, rows
