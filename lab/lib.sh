@@ -2,6 +2,8 @@
 #   --dir DIR          the compose project (default /var/lib/remediate-lab/edms, the default instance)
 #   --name NAME        compose project name and image name suffix (default: from DIR/.env, else DIR's basename)
 #   --variant V        baked (code copied into the image; default) or mounted (code bind-mounted at /app)
+#   --versions SET     the dependency set (lab/versions/SET.txt): old (celery 5.4, Django 4.2, psycopg2) or
+#                      current (celery 5.7, Django 5.2, psycopg 3; the default)
 #   --port-base N      backend N, PostgreSQL N+1, Redis N+2, all on 127.0.0.1 (default 18000)
 #   --sync S           default (Celery's own beat sync, as on real servers; the default) or fast: a named
 #                      variant whose settings carry CELERY_BEAT_SYNC_EVERY = 1 (--fast-sync is short for it)
@@ -13,18 +15,22 @@ DEFAULT_DIR=$LAB_HOME/edms
 SSH_DIR=$LAB_HOME/ssh
 SSH_ADDR=127.0.0.2
 SSH_PORT=2222
+DEFAULT_VERSIONS=current
+# Base images: remediate-lab-base:SET, built by setup-host.sh (LAB_BASE_REPO: a scratch name for testing it).
+BASE_REPO=${LAB_BASE_REPO:-remediate-lab-base}
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "$*"; exit 1; }
-usage() { sed -n '2,9p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 parse_options() {
-  DIR=$DEFAULT_DIR NAME="" VARIANT="" PORT_BASE="" SYNC="" FEB31="" PURGE=0
+  DIR=$DEFAULT_DIR NAME="" VARIANT="" VERSION_SET="" PORT_BASE="" SYNC="" FEB31="" PURGE=0
   while [ $# -gt 0 ]; do
     case $1 in
       --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
       --name) NAME=${2:?--name needs a value}; shift 2 ;;
       --variant) VARIANT=${2:?--variant needs a value}; shift 2 ;;
+      --versions) VERSION_SET=${2:?--versions needs a value}; shift 2 ;;
       --port-base) PORT_BASE=${2:?--port-base needs a value}; shift 2 ;;
       --sync) SYNC=${2:?--sync needs a value}; shift 2 ;;
       --fast-sync) SYNC=fast; shift ;;
@@ -41,16 +47,19 @@ parse_options() {
   if [ -e "$env" ]; then
     [ -n "$NAME" ] || NAME=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$env")
     [ -n "$VARIANT" ] || VARIANT=$(sed -n 's/^LAB_VARIANT=//p' "$env")
+    [ -n "$VERSION_SET" ] || VERSION_SET=$(sed -n 's/^LAB_VERSIONS=//p' "$env")
     [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/^LAB_BACKEND_PORT=//p' "$env")
     [ -n "$SYNC" ] || SYNC=$(sed -n 's/^LAB_SYNC=//p' "$env")
     [ -n "$FEB31" ] || FEB31=$(sed -n 's/^LAB_FEB31=//p' "$env")
   fi
   [ -n "$NAME" ] || NAME=$(basename "$DIR" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9_-')
   [ -n "$VARIANT" ] || VARIANT=baked
+  [ -n "$VERSION_SET" ] || VERSION_SET=$DEFAULT_VERSIONS
   [ -n "$PORT_BASE" ] || PORT_BASE=18000
   [ -n "$SYNC" ] || SYNC=default
   [ -n "$FEB31" ] || FEB31=enabled
   case $VARIANT in baked|mounted) ;; *) die "--variant must be baked or mounted, not $VARIANT" ;; esac
+  [ -e "$LAB/versions/$VERSION_SET.txt" ] || die "--versions must be one of $(cd "$LAB/versions" && ls *.txt | sed 's/\.txt$//' | tr '\n' ' ')not $VERSION_SET"
   case $SYNC in default|fast) ;; *) die "--sync must be default or fast, not $SYNC" ;; esac
   case $FEB31 in enabled|disabled) ;; *) die "--feb31 must be enabled or disabled, not $FEB31" ;; esac
   case $PORT_BASE in ''|*[!0-9]*) die "--port-base must be a number, not $PORT_BASE" ;; esac
@@ -68,10 +77,11 @@ write_env() {
 COMPOSE_PROJECT_NAME=$NAME
 COMPOSE_FILE=$files
 LAB_VARIANT=$VARIANT
+LAB_VERSIONS=$VERSION_SET
 LAB_SYNC=$SYNC
 LAB_FEB31=$FEB31
 LAB_IMAGE=remediate-lab-$NAME
-LAB_BASE_IMAGE=remediate-lab-base:bookworm
+LAB_BASE_IMAGE=$BASE_REPO:$VERSION_SET
 LAB_BACKEND_PORT=$PORT_BASE
 LAB_DB_PORT=$((PORT_BASE + 1))
 LAB_REDIS_PORT=$((PORT_BASE + 2))
@@ -81,6 +91,8 @@ ENV
 copy_stack() {
   mkdir -p "$DIR"
   cp -a "$LAB/stack/." "$DIR/"
+  # The backend states the set its image runs (the base image's venv holds exactly these).
+  cp "$LAB/versions/$VERSION_SET.txt" "$DIR/backend/requirements.txt"
   [ "$SYNC" = fast ] || return 0
   # The fast-sync variant: a deviation from the write-up's server, stated in the settings it changes.
   cat >> "$DIR/backend/edms/settings/base.py" <<'PY'
@@ -103,7 +115,7 @@ seed_variant() {
 compose() { docker compose --project-directory "$DIR" "$@"; }
 
 bring_up() {
-  log "starting $NAME ($VARIANT, sync $SYNC, feb31 $FEB31) in $DIR: backend 127.0.0.1:$PORT_BASE"
+  log "starting $NAME ($VARIANT, versions $VERSION_SET, sync $SYNC, feb31 $FEB31) in $DIR: backend 127.0.0.1:$PORT_BASE"
   compose up -d --build --wait --wait-timeout 300 || {
     compose ps -a >&2 || true
     compose logs --tail 30 >&2 || true

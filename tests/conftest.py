@@ -132,8 +132,30 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory, label: str,
         lab.down(stack)
 
 
+SharedLabs = Callable[[lab.Versions], lab.LabStack]
+
+
 @pytest.fixture(scope="session")
-def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
-    """One broken baked lab stack shared by the session's read-only tests (never modify it): the write-up's
-    server as it is (every row enabled, Celery's default beat sync)."""
-    yield from running_lab(tmp_path_factory, "lab-shared")
+def shared_labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLabs]:
+    """`shared_labs(versions)`: one broken baked stack per version set, brought up on first use and shared by
+    the session's read-only tests (never modify one): the write-up's server as it is (every row enabled,
+    Celery's default beat sync)."""
+    stacks: dict[lab.Versions, lab.LabStack] = {}
+
+    def get(versions: lab.Versions) -> lab.LabStack:
+        if versions not in stacks:
+            _require_docker()
+            stacks[versions] = lab.up(tmp_path_factory.mktemp(f"lab-shared-{versions}"), versions=versions)
+        return stacks[versions]
+
+    try:
+        yield get
+    finally:
+        for stack in stacks.values():
+            lab.down(stack)
+
+
+@pytest.fixture(scope="session")
+def lab_stack(shared_labs: SharedLabs) -> lab.LabStack:
+    """The shared broken stack of the default version set (see shared_labs)."""
+    return shared_labs(lab.DEFAULT_VERSIONS)

@@ -21,14 +21,20 @@ LAB_ADDRESS = "127.0.0.1"
 PORTS_PER_STACK = 3  # backend, PostgreSQL, Redis
 
 Variant = Literal["baked", "mounted"]
+Versions = Literal["old", "current"]
 Feb31 = Literal["enabled", "disabled"]
+VERSION_SETS: tuple[Versions, ...] = ("old", "current")
+DEFAULT_VERSIONS: Versions = "current"  # lab/lib.sh's default too
 
 
 class SshdLike(Protocol):
     """What the inventory helper needs of the suite's sshd fixture (tests.conftest.Sshd)."""
 
-    port: int
-    addresses: tuple[str, ...]
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def addresses(self) -> tuple[str, ...]: ...
 
     @property
     def identity(self) -> Path: ...
@@ -45,8 +51,9 @@ class LabError(RuntimeError):
 class LabStack:
     """A running lab instance: its compose project directory, name, variants and loopback ports.
 
-    fast_sync and feb31="disabled" are named variants that depart from the write-up's server (beat's sync
-    shortened by CELERY_BEAT_SYNC_EVERY = 1; the 31-February row disabled); the defaults are the write-up's.
+    versions names the dependency set its images run (lab/versions/VERSIONS.txt). fast_sync and
+    feb31="disabled" are named variants that depart from the write-up's server (beat's sync shortened by
+    CELERY_BEAT_SYNC_EVERY = 1; the 31-February row disabled); the defaults are the write-up's.
     """
 
     dir: Path
@@ -55,8 +62,13 @@ class LabStack:
     backend_port: int
     db_port: int
     redis_port: int
+    versions: Versions = DEFAULT_VERSIONS
     fast_sync: bool = False
     feb31: Feb31 = "enabled"
+
+    def pinned(self) -> dict[str, str]:
+        """The distributions and versions this stack's set pins (lab/versions/VERSIONS.txt), lower-case names."""
+        return version_set(self.versions)
 
     def inventory(self, path: Path, sshd: SshdLike, host: str = "lab", **host_vars: object) -> Path:
         """Write an inventory reaching this stack as root through the suite's sshd; return its path."""
@@ -111,6 +123,17 @@ class LabStack:
         return frozenset(line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("* "))
 
 
+def version_set(versions: Versions) -> dict[str, str]:
+    """distribution (lower-case, extras dropped) -> pinned version, from lab/versions/VERSIONS.txt."""
+    pins = {}
+    for line in (LAB / "versions" / f"{versions}.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[name.split("[", 1)[0].strip().lower()] = version.strip()
+    return pins
+
+
 def free_port_block(count: int = PORTS_PER_STACK, address: str = LAB_ADDRESS) -> int:
     """The first of `count` consecutive TCP ports free on `address` (instances use the host's network)."""
     for _ in range(200):
@@ -138,15 +161,17 @@ def run_script(script: str, *args: str, timeout: float = 900) -> subprocess.Comp
     return result
 
 
-def up(parent: Path, variant: Variant = "baked", *, fast_sync: bool = False, feb31: Feb31 = "enabled") -> LabStack:
+def up(parent: Path, variant: Variant = "baked", *, versions: Versions = DEFAULT_VERSIONS, fast_sync: bool = False,
+       feb31: Feb31 = "enabled") -> LabStack:
     """Bring a fresh broken instance up in a new directory under `parent`, with a unique name and free ports."""
     name = f"lab{uuid.uuid4().hex[:10]}"
     directory = parent / name
     base = free_port_block()
-    stack = LabStack(directory, name, variant, base, base + 1, base + 2, fast_sync=fast_sync, feb31=feb31)
+    stack = LabStack(directory, name, variant, base, base + 1, base + 2, versions=versions, fast_sync=fast_sync,
+                     feb31=feb31)
     try:
-        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--port-base", str(base),
-                   "--sync", "fast" if fast_sync else "default", "--feb31", feb31)
+        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--versions", versions,
+                   "--port-base", str(base), "--sync", "fast" if fast_sync else "default", "--feb31", feb31)
     except BaseException:
         down(stack)
         raise

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, LabFactory, Sshd, remediate
-from tests.lab import LabStack, run_script
+from tests.conftest import ROOT, LabFactory, SharedLabs, Sshd, remediate
+from tests.lab import VERSION_SETS, LabStack, Versions, run_script
 
 pytestmark = pytest.mark.lab
 
@@ -48,8 +48,32 @@ def periodic_tasks(stack: LabStack) -> dict[str, list[object]]:
     return rows
 
 
-def test_fresh_stack_seeds_the_write_ups_table_verbatim(lab_stack: LabStack) -> None:
-    rows = periodic_tasks(lab_stack)
+def distribution(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_each_version_set_runs_the_versions_it_pins(shared_labs: SharedLabs, versions: Versions) -> None:
+    stack = shared_labs(versions)
+    pinned = {distribution(name): version for name, version in stack.pinned().items()}
+    assert (stack.dir / "backend" / "requirements.txt").read_text() == (ROOT / "lab" / "versions" / f"{versions}.txt").read_text()
+    assert f"LAB_VERSIONS={versions}\n" in (stack.dir / ".env").read_text()
+
+    for service in ("backend", "celery_worker", "celery_beat"):
+        listed = stack.exec(service, "pip", "list", "--format", "json", "--disable-pip-version-check")
+        assert listed.returncode == 0, listed.stderr
+        installed = {distribution(d["name"]): d["version"] for d in json.loads(listed.stdout)}
+        assert {name: installed.get(name) for name in pinned} == pinned, service
+    celery_version = stack.exec("celery_worker", "celery", "--version").stdout.split()[0]
+    assert celery_version == pinned["celery"]
+    assert f"celery beat v{pinned['celery']} " in stack.logs("celery_beat")
+    assert stack.registered_tasks(), "the worker answers `celery inspect registered`"
+
+
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_fresh_stack_seeds_the_write_ups_table_verbatim(shared_labs: SharedLabs, versions: Versions) -> None:
+    rows = periodic_tasks(shared_labs(versions))
 
     assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
     assert all(row[0] is True for row in rows.values()), "every row is enabled, as in the write-up"
@@ -73,11 +97,14 @@ def beat_sync_every(stack: LabStack) -> str:
     return effective.stdout.strip().splitlines()[-1]
 
 
-def test_fresh_stack_has_both_seed_faults(lab_stack: LabStack) -> None:
-    beat_log = lab_stack.logs("celery_beat")
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_fresh_stack_has_both_seed_faults(shared_labs: SharedLabs, versions: Versions) -> None:
+    stack = shared_labs(versions)
+    beat_log = stack.logs("celery_beat")
     assert ". scheduler -> celery.beat.PersistentScheduler" in beat_log, beat_log[-2000:]
+    assert "CELERY_BEAT_SCHEDULER" not in (stack.dir / "backend" / "edms" / "settings" / "base.py").read_text()
 
-    registered = lab_stack.registered_tasks()
+    registered = stack.registered_tasks()
     assert "apps.scheduler.tasks.perform_system_health_check" in registered, registered
     assert not INTEGRITY_TASKS & registered, registered
 
