@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, LabFactory, SharedLabs, Sshd, remediate
 from tests.lab import VERSION_SETS, LabStack, Versions, run_script
@@ -158,3 +159,38 @@ def test_baked_variant_keeps_old_code_on_restart_and_reset_restores_broken(lab_f
     rows = periodic_tasks(stack)
     assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
     assert {(row[0], row[4], row[5]) for row in rows.values()} == {(True, None, 0)}, rows
+
+
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_cookiecutter_layout_has_both_seed_faults_where_such_projects_keep_things(shared_labs: SharedLabs,
+                                                                                  versions: Versions) -> None:
+    stack = shared_labs(versions, "cookiecutter")
+    assert stack.facts.celery_app == "config.celery_app"
+    # compose finds compose.yaml itself; DJANGO_SETTINGS_MODULE comes from the env_file, not environment:
+    assert (stack.dir / "compose.yaml").is_file() and not (stack.dir / "docker-compose.yml").exists()
+    assert "COMPOSE_FILE" not in (stack.dir / ".env").read_text()
+    services = yaml.safe_load((stack.dir / "compose.yaml").read_text())["services"]
+    for service in ("backend", "celery_worker", "celery_beat"):
+        assert "DJANGO_SETTINGS_MODULE" not in services[service]["environment"], service
+        assert services[service]["env_file"] == ["./.envs/.production/.django"], service
+    assert services["celery_beat"]["command"][:3] == ["celery", "-A", "config.celery_app"]
+    assert ("DJANGO_SETTINGS_MODULE=config.settings.production\n"
+            in (stack.dir / ".envs" / ".production" / ".django").read_text())
+    in_beat = stack.exec("celery_beat", "python", "-c",
+                         "import os, sys, django; django.setup(); from django.conf import settings; "
+                         "print(os.environ['DJANGO_SETTINGS_MODULE'], sys.modules[settings.SETTINGS_MODULE].__file__)")
+    assert in_beat.returncode == 0, in_beat.stderr
+    assert in_beat.stdout.split() == ["config.settings.production", "/app/config/settings/production.py"]
+    settings = stack.dir / "backend" / "config" / "settings"
+    assert "from .base import *" in (settings / "production.py").read_text()
+    assert f"celery beat v{stack.pinned()['celery']} " in stack.logs("celery_beat")
+
+    # the same two faults, and the same table
+    assert ". scheduler -> celery.beat.PersistentScheduler" in stack.logs("celery_beat")
+    assert not [p.name for p in settings.glob("*.py") if "CELERY_BEAT_SCHEDULER" in p.read_text()]
+    registered = stack.registered_tasks()
+    assert "apps.scheduler.tasks.perform_system_health_check" in registered, registered
+    assert not INTEGRITY_TASKS & registered, registered
+    rows = periodic_tasks(stack)
+    assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
+    assert all(row[0] is True for row in rows.values())
