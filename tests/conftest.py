@@ -132,8 +132,31 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory, label: str,
         lab.down(stack)
 
 
+SharedLabs = Callable[..., lab.LabStack]
+
+
 @pytest.fixture(scope="session")
-def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
-    """One broken baked lab stack shared by the session's read-only tests (never modify it): the write-up's
-    server as it is (every row enabled, Celery's default beat sync)."""
-    yield from running_lab(tmp_path_factory, "lab-shared")
+def shared_labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLabs]:
+    """`shared_labs(versions, layout="edms")`: one broken baked stack per version set and layout, brought up
+    on first use and shared by the session's read-only tests (never modify one): the write-up's server as it
+    is (every row enabled, Celery's default beat sync)."""
+    stacks: dict[tuple[lab.Versions, lab.Layout], lab.LabStack] = {}
+
+    def get(versions: lab.Versions, layout: lab.Layout = "edms") -> lab.LabStack:
+        if (versions, layout) not in stacks:
+            _require_docker()
+            parent = tmp_path_factory.mktemp(f"lab-shared-{versions}-{layout}")
+            stacks[versions, layout] = lab.up(parent, versions=versions, layout=layout)
+        return stacks[versions, layout]
+
+    try:
+        yield get
+    finally:
+        for stack in stacks.values():
+            lab.down(stack)
+
+
+@pytest.fixture(scope="session")
+def lab_stack(shared_labs: SharedLabs) -> lab.LabStack:
+    """The shared broken stack of the default version set and layout (see shared_labs)."""
+    return shared_labs(lab.DEFAULT_VERSIONS)

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import ROOT, LabFactory, Sshd, remediate
-from tests.lab import LabStack, run_script
+from tests.conftest import ROOT, LabFactory, SharedLabs, Sshd, remediate
+from tests.lab import VERSION_SETS, LabStack, Versions, run_script
 
 pytestmark = pytest.mark.lab
 
@@ -48,8 +49,32 @@ def periodic_tasks(stack: LabStack) -> dict[str, list[object]]:
     return rows
 
 
-def test_fresh_stack_seeds_the_write_ups_table_verbatim(lab_stack: LabStack) -> None:
-    rows = periodic_tasks(lab_stack)
+def distribution(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_each_version_set_runs_the_versions_it_pins(shared_labs: SharedLabs, versions: Versions) -> None:
+    stack = shared_labs(versions)
+    pinned = {distribution(name): version for name, version in stack.pinned().items()}
+    assert (stack.dir / "backend" / "requirements.txt").read_text() == (ROOT / "lab" / "versions" / f"{versions}.txt").read_text()
+    assert f"LAB_VERSIONS={versions}\n" in (stack.dir / ".env").read_text()
+
+    for service in ("backend", "celery_worker", "celery_beat"):
+        listed = stack.exec(service, "pip", "list", "--format", "json", "--disable-pip-version-check")
+        assert listed.returncode == 0, listed.stderr
+        installed = {distribution(d["name"]): d["version"] for d in json.loads(listed.stdout)}
+        assert {name: installed.get(name) for name in pinned} == pinned, service
+    celery_version = stack.exec("celery_worker", "celery", "--version").stdout.split()[0]
+    assert celery_version == pinned["celery"]
+    assert f"celery beat v{pinned['celery']} " in stack.logs("celery_beat")
+    assert stack.registered_tasks(), "the worker answers `celery inspect registered`"
+
+
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_fresh_stack_seeds_the_write_ups_table_verbatim(shared_labs: SharedLabs, versions: Versions) -> None:
+    rows = periodic_tasks(shared_labs(versions))
 
     assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
     assert all(row[0] is True for row in rows.values()), "every row is enabled, as in the write-up"
@@ -73,11 +98,14 @@ def beat_sync_every(stack: LabStack) -> str:
     return effective.stdout.strip().splitlines()[-1]
 
 
-def test_fresh_stack_has_both_seed_faults(lab_stack: LabStack) -> None:
-    beat_log = lab_stack.logs("celery_beat")
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_fresh_stack_has_both_seed_faults(shared_labs: SharedLabs, versions: Versions) -> None:
+    stack = shared_labs(versions)
+    beat_log = stack.logs("celery_beat")
     assert ". scheduler -> celery.beat.PersistentScheduler" in beat_log, beat_log[-2000:]
+    assert "CELERY_BEAT_SCHEDULER" not in (stack.dir / "backend" / "edms" / "settings" / "base.py").read_text()
 
-    registered = lab_stack.registered_tasks()
+    registered = stack.registered_tasks()
     assert "apps.scheduler.tasks.perform_system_health_check" in registered, registered
     assert not INTEGRITY_TASKS & registered, registered
 
@@ -131,3 +159,38 @@ def test_baked_variant_keeps_old_code_on_restart_and_reset_restores_broken(lab_f
     rows = periodic_tasks(stack)
     assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
     assert {(row[0], row[4], row[5]) for row in rows.values()} == {(True, None, 0)}, rows
+
+
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_cookiecutter_layout_has_both_seed_faults_where_such_projects_keep_things(shared_labs: SharedLabs,
+                                                                                  versions: Versions) -> None:
+    stack = shared_labs(versions, "cookiecutter")
+    assert stack.facts.celery_app == "config.celery_app"
+    # compose finds compose.yaml itself; DJANGO_SETTINGS_MODULE comes from the env_file, not environment:
+    assert (stack.dir / "compose.yaml").is_file() and not (stack.dir / "docker-compose.yml").exists()
+    assert "COMPOSE_FILE" not in (stack.dir / ".env").read_text()
+    services = yaml.safe_load((stack.dir / "compose.yaml").read_text())["services"]
+    for service in ("backend", "celery_worker", "celery_beat"):
+        assert "DJANGO_SETTINGS_MODULE" not in services[service]["environment"], service
+        assert services[service]["env_file"] == ["./.envs/.production/.django"], service
+    assert services["celery_beat"]["command"][:3] == ["celery", "-A", "config.celery_app"]
+    assert ("DJANGO_SETTINGS_MODULE=config.settings.production\n"
+            in (stack.dir / ".envs" / ".production" / ".django").read_text())
+    in_beat = stack.exec("celery_beat", "python", "-c",
+                         "import os, sys, django; django.setup(); from django.conf import settings; "
+                         "print(os.environ['DJANGO_SETTINGS_MODULE'], sys.modules[settings.SETTINGS_MODULE].__file__)")
+    assert in_beat.returncode == 0, in_beat.stderr
+    assert in_beat.stdout.split() == ["config.settings.production", "/app/config/settings/production.py"]
+    settings = stack.dir / "backend" / "config" / "settings"
+    assert "from .base import *" in (settings / "production.py").read_text()
+    assert f"celery beat v{stack.pinned()['celery']} " in stack.logs("celery_beat")
+
+    # the same two faults, and the same table
+    assert ". scheduler -> celery.beat.PersistentScheduler" in stack.logs("celery_beat")
+    assert not [p.name for p in settings.glob("*.py") if "CELERY_BEAT_SCHEDULER" in p.read_text()]
+    registered = stack.registered_tasks()
+    assert "apps.scheduler.tasks.perform_system_health_check" in registered, registered
+    assert not INTEGRITY_TASKS & registered, registered
+    rows = periodic_tasks(stack)
+    assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
+    assert all(row[0] is True for row in rows.values())
