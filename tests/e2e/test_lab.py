@@ -11,14 +11,11 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, LabFactory, SharedLabs, Sshd, remediate
-from tests.lab import VERSION_SETS, LabStack, Versions, run_script
+from tests.lab import VERSION_SETS, LabStack, Versions, reset, run_script
 
 pytestmark = pytest.mark.lab
 
 SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# The layout's seed flow runs on the write-up's table once the fix copes with its enabled 31-February row
-# (the probe helper's work); until then on the named variant without it.
-LAYOUT_FLOW_FEB31 = "disabled"
 SCHEDULER_LINE = "CELERY_BEAT_SCHEDULER = 'django_celery_beat.schedulers:DatabaseScheduler'"
 INTEGRITY_TASKS = {
     "apps.audit.integrity_tasks.run_daily_integrity_check",
@@ -217,9 +214,11 @@ def _problem_codes(diagnosis: dict[str, Any]) -> set[str]:
     return {p["code"] for p in diagnosis["hosts"]["lab"]["problems"]}
 
 
-def test_seed_flow_on_the_cookiecutter_layout(tmp_path: Path, sshd: Sshd, lab_factory: LabFactory) -> None:
-    # Celery's default beat sync; the current set (its beat skips the 31-February row)
-    stack = lab_factory("baked", layout="cookiecutter", versions="current", feb31=LAYOUT_FLOW_FEB31)
+@pytest.mark.parametrize("versions", VERSION_SETS)
+def test_seed_flow_on_the_cookiecutter_layout(tmp_path: Path, sshd: Sshd, lab_factory: LabFactory,
+                                              versions: Versions) -> None:
+    # the write-up's server as it is: every row enabled, Celery's default beat sync
+    stack = lab_factory("baked", layout="cookiecutter", versions=versions)
     inventory = str(stack.inventory(tmp_path / "inv.yml", sshd))
     production, base = "backend/config/settings/production.py", "backend/config/settings/base.py"
     apps = "backend/apps/audit/apps.py"
@@ -263,3 +262,10 @@ def test_seed_flow_on_the_cookiecutter_layout(tmp_path: Path, sshd: Sshd, lab_fa
 
     clean = remediate("diagnose", "lab", "-i", inventory, "--format", "json")
     assert clean.returncode == 0, clean.stdout
+
+    # lab/reset puts this layout back exactly as it was created
+    reset(stack)
+    assert {p.relative_to(stack.dir): p.read_bytes() for p in stack.dir.rglob("*") if p.is_file()} == tree
+    rows = periodic_tasks(stack)
+    assert {name: row[2] for name, row in rows.items()} == WRITE_UP_TABLE | HEARTBEAT
+    assert ". scheduler -> celery.beat.PersistentScheduler" in stack.logs("celery_beat")
