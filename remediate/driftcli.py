@@ -74,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         if args.history_env:
             raise InputError(f"unexpected argument {args.history_env!r} (did you mean `remediate drift history "
                              f"{args.history_env}`?)")
+        if args.since:
+            raise InputError("--since goes with `remediate drift history ENV` (or `remediate report`)")
         if args.install or args.uninstall:
             return _install(args)
         return _drift(args)

@@ -335,14 +335,16 @@ def _counts(report: DriftReport) -> dict[HostState, int]:
 def _run_row(stored: StoredRun, previous: DriftReport | None) -> RunRow:
     r = stored.report
     counts = _counts(r)
-    now = {c.key for c in r.drifted()}
-    before = {c.key for c in previous.drifted()} if previous else set()
+    now = {c.key: c.status for c in r.checks}
+    before = {c.key: c.status for c in previous.checks} if previous else {}
+    # only what both runs checked: a host one of them left out (--limit) neither drifted nor cleared
+    appeared = sorted(k for k, s in now.items() if s == CheckStatus.DRIFT and before.get(k) not in (None, CheckStatus.DRIFT))
+    cleared = sorted(k for k, s in before.items() if s == CheckStatus.DRIFT and now.get(k) == CheckStatus.OK)
     return RunRow(
         f"run-{stored.id}", when(r.started_at), r.run_id, "after --fix" if r.phase == "after-fix" else "",
         took(r.duration), len(r.hosts), counts[HostState.CLEAN], counts[HostState.DRIFT],
-        counts[HostState.UNREACHABLE], counts[HostState.ERROR], len(now),
-        {0: "clean", 1: "error", 2: "drift"}[int(r.exit_code())],
-        tuple(sorted(now - before)) if previous else (), tuple(sorted(before - now)) if previous else (),
+        counts[HostState.UNREACHABLE], counts[HostState.ERROR], len(r.drifted()),
+        {0: "clean", 1: "error", 2: "drift"}[int(r.exit_code())], tuple(appeared), tuple(cleared),
     )
 
 
@@ -377,8 +379,10 @@ def _streak(runs: Sequence[StoredRun], host: str, name: str) -> str:
     while n < len(seen) and seen[-1 - n][1] == word:
         n += 1
     first = seen[-n][0]
-    if n == len(seen):
+    if n == len(seen) == len(runs):
         return f"{word} in all {n} runs shown, since at least {when(first)}" if n > 1 else f"{word} in the only run shown"
+    if n == len(seen):
+        return f"{word} in each of the {n} run(s) shown that included this host, since at least {when(first)}"
     before_at, was = seen[-1 - n]
     if n == 1:
         return f"new in the latest run; {was} at {when(before_at)}"
@@ -441,7 +445,7 @@ def _details(runs: Sequence[StoredRun], report: DriftReport, anchors: Mapping[st
             tuple(_task_row(t) for t in tasks if t.status in ("never_run", "overdue")),
             tuple(_task_row(t) for t in tasks if t.status == "pending"),
             tuple((c.name, utc_text(w)) for c in checks for w in c.warnings),
-            took(_host_seconds(checks)),
+            took(None if down else _host_seconds(checks)),
         ))
     return tuple(out)
 
@@ -489,7 +493,8 @@ def _strip(runs: Sequence[StoredRun], host: str, labels: Sequence[str]) -> tuple
     return tuple(out)
 
 
-def _tiles(report: DriftReport, previous: DriftReport | None) -> tuple[Tile, ...]:
+def _tiles(report: DriftReport, previous: DriftReport | None, label: str) -> tuple[Tile, ...]:
+    """The counts, each against `previous`: the newest earlier run of the same hosts (a --limit run is not)."""
     now = _counts(report)
     before = _counts(previous) if previous else None
     tiles = []
@@ -500,7 +505,7 @@ def _tiles(report: DriftReport, previous: DriftReport | None) -> tuple[Tile, ...
         change = ""
         if before is not None:
             delta = now[state] - before[state]
-            change = f"{delta:+d} since the previous run" if delta else "same as the previous run"
+            change = f"{delta:+d} since the run at {label}" if delta else f"same as the run at {label}"
         tiles.append(Tile(state.value, now[state], word, change))
     return tuple(tiles)
 
@@ -539,6 +544,11 @@ def _checked(report: DriftReport) -> tuple[str, ...]:
     if unchecked:
         parts.append(f"not checked on {unchecked} host(s)")
     lines.append("tasks_ran: " + "; ".join(parts) + ".")
+    checked = {c.host for c in ran if c.status != CheckStatus.ERROR}
+    pending = [t for t in report.tasks if t.status == "pending" and t.host in checked]
+    if pending:
+        lines.append(f"{len(pending)} task(s) on {len({t.host for t in pending})} host(s) are pending, not judged yet: "
+                     "last due before beat started, so their next due time is their first test.")
     return tuple(lines)
 
 
@@ -598,7 +608,8 @@ def page(env: str, runs: Sequence[StoredRun], generated: datetime | None = None,
                     f"run remediate drift {env}.", None, 0, (), (), (), (), (), "", (), None, (), (), ())
     latest_stored = runs[-1]
     latest = latest_stored.report
-    previous = runs[-2].report if len(runs) > 1 else None
+    same_hosts = [i for i in range(len(runs) - 1) if set(runs[i].report.hosts) == set(latest.hosts)]
+    compared = same_hosts[-1] if same_hosts else None
     labels = distinct_labels([s.report.started_at for s in runs])
     strip_runs = runs[-STRIP_RUNS:]
     strip_labels = labels[-STRIP_RUNS:]
@@ -621,8 +632,10 @@ def page(env: str, runs: Sequence[StoredRun], generated: datetime | None = None,
                             state == HostState.UNREACHABLE) for col in columns)
         drifted = [c.name for c in named.values() if c.status == CheckStatus.DRIFT]
         word = HOST_WORD[state] + (f": {len(drifted)} check(s)" if drifted else "")
+        # an unreachable host's checks took no time worth showing: nothing ran there
+        seconds = None if state == HostState.UNREACHABLE else _host_seconds(named.values())
         rows.append(Row(host, anchors.get(host, ""), state, word, cells, _strip(strip_runs, host, strip_labels),
-                        took(_host_seconds(named.values()))))
+                        took(seconds)))
     worst = sorted(rows, key=lambda r: (RANK[r.state], -sum(c.css == "drift" for c in r.cells), r.host))
     missing = []
     for h in dict.fromkeys(h for s in runs for h in s.report.hosts):
@@ -636,7 +649,8 @@ def page(env: str, runs: Sequence[StoredRun], generated: datetime | None = None,
     return Page(
         env=env, generated=generated_at, check_set=CheckSet.of(latest).label(), playbooks=playbooks,
         window=window, others=other_sets, empty="", latest=run_rows[-1], hosts=len(latest.hosts),
-        tiles=_tiles(latest, previous), checked=_checked(latest), columns=columns, rows=tuple(worst),
+        tiles=_tiles(latest, runs[compared].report if compared is not None else None,
+                     f"{labels[compared]}Z" if compared is not None else ""), checked=_checked(latest), columns=columns, rows=tuple(worst),
         rows_by_name=tuple(sorted(rows, key=lambda r: r.host)),
         strip_label=f"last {len(strip_runs)} run(s), oldest left: {strip_labels[0]} … {strip_labels[-1]}",
         missing_hosts=tuple(missing), chart=_chart(runs, labels),

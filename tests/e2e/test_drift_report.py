@@ -181,8 +181,9 @@ def test_a_50_host_48_run_history_reads_fleet_first_in_chromium(tmp_path: Path, 
 
     # the counts on top, from the latest run
     counts = {n.attrs["id"]: n.text() for n in root.by_id("counts").all("div")}
-    assert counts == {"count-clean": "46 clean same as the previous run", "count-drift": "3 drifted same as the previous run",
-                      "count-unreachable": "1 unreachable same as the previous run"}
+    assert counts == {"count-clean": "46 clean same as the run at 11-25 21:00Z",
+                      "count-drift": "3 drifted same as the run at 11-25 21:00Z",
+                      "count-unreachable": "1 unreachable same as the run at 11-25 21:00Z"}
     assert root.by_id("verdict").text() == "error"  # an unreachable host: drift's exit 1
 
     # one matrix for the fleet: 50 rows, worst first, 6 checks each, a strip of 24 runs
@@ -330,6 +331,10 @@ def test_last_and_since_window_the_runs(tmp_path: Path) -> None:
                     env={"REMEDIATE_STATE_DIR": str(state)})
     assert bad.returncode == 3 and "--since: expected a date or time" in bad.stderr
     assert not (tmp_path / "x.html").exists()
+    listed = remediate("drift", "history", "fleet", "--since", "2026-11-25T20:00Z", env={"REMEDIATE_STATE_DIR": str(state)})
+    assert [line.split()[2] for line in listed.stdout.splitlines()] == [f"20261124-{n}" for n in (44, 45, 46, 47)]
+    misplaced = remediate("drift", "fleet", "--since", "1h", env={"REMEDIATE_STATE_DIR": str(state)})
+    assert misplaced.returncode == 3 and "--since goes with `remediate drift history ENV`" in misplaced.stderr
 
 
 @pytest.mark.ssh

@@ -176,3 +176,21 @@ def test_host_state_orders_drift_before_unreachable_before_errors() -> None:
     ))
     assert [htmlreport.host_state(r, h).value for h in ("d", "u", "e", "c", "gone")] == \
         ["drift", "unreachable", "error", "clean", "absent"]
+
+
+def test_a_limited_run_neither_clears_nor_adds_the_drift_of_hosts_it_left_out() -> None:
+    def run(i: int, hosts: tuple[str, ...], drifted: set[str], error: set[str] = set()) -> history.StoredRun:
+        checks = tuple(Check(h, "playbook:a", DRIFT if h in drifted else ERROR if h in error else OK) for h in hosts)
+        return history.StoredRun(i, T0, DriftReport("lab", f"r{i}", T0 + timedelta(minutes=i), hosts, checks))
+
+    runs = [run(1, ("a", "b", "c"), {"a", "b"}), run(2, ("a",), set()), run(3, ("a", "b", "c"), {"b", "c"}, {"a"}),
+            run(4, ("a", "b", "c"), set(), {"b"})]
+    view = htmlreport.page("lab", runs, T0)
+    rows = {r.run_id: r for r in view.runs}
+    assert (rows["r2"].appeared, rows["r2"].cleared) == ((), ("a/playbook:a",))  # b was not in r2: not cleared
+    assert (rows["r3"].appeared, rows["r3"].cleared) == ((), ())  # c and b: r2 did not check them; a: an error now
+    assert (rows["r4"].appeared, rows["r4"].cleared) == ((), ("c/playbook:a",))  # b could not be checked: not cleared
+    # the counts compare with the newest earlier run of the same hosts, not with r2 of one host
+    assert [(t.word, t.count, t.change) for t in view.tiles] == [
+        ("clean", 2, "+2 since the run at 12:03Z"), ("drifted", 0, "-2 since the run at 12:03Z"),
+        ("unreachable", 0, "same as the run at 12:03Z"), ("could not check", 1, "same as the run at 12:03Z")]
