@@ -24,6 +24,8 @@ class Change:
     playbook: str
     play: str
     where: Location = Location("<audit>")
+    mode: str = ""  # the original's mode and owner (uid:gid), for a restore that creates the file again
+    owner: str = ""
 
     @staticmethod
     def from_writes(host: str, writes: Sequence[Mapping[str, Any]], where: Location = Location("<audit>")) -> tuple[Change, ...]:
@@ -38,7 +40,8 @@ class Change:
                 # a file the run created has no backup: rolling back removes it
                 backup = None if w.get("created") else w.get("backup")
                 by_path[path] = Change(host, path, backup, str(w.get("before_sha256")), str(w["after_sha256"]),
-                                       notify, str(w.get("playbook", "")), str(w.get("play", "")), at)
+                                       notify, str(w.get("playbook", "")), str(w.get("play", "")), at,
+                                       str(w.get("before_mode") or ""), str(w.get("before_owner") or ""))
             else:
                 merged = first.notify + tuple(n for n in notify if n not in first.notify)
                 by_path[path] = replace(first, after_sha256=str(w["after_sha256"]), notify=merged)
@@ -87,6 +90,7 @@ def restore_spec(change: Change, force: bool, rollback_of: str) -> StepSpec:
     args: dict[str, Any] = {
         "path": change.path, "backup": change.backup, "expected_sha256": change.after_sha256, "force": force,
         "original_sha256": change.original_sha256 if change.backup else None,
+        "mode": change.mode or None, "owner": change.owner or None,
     }
     return StepSpec(
         name=f"restore {change.path} as it was before run {rollback_of}",
