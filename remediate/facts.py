@@ -45,12 +45,30 @@ else
 fi
 """
 
+# Staging directories of writers that died (`backups prune` runs this too): older than a minute (a writer
+# locks its own right after creating it) and unlocked; with the temp file a writer had made beside its target.
+_SWEEP = r"""
+sweep_one() {
+  if [ -f "$1/project-temp" ]; then
+    t=$(cat -- "$1/project-temp")
+    case ${t##*/} in .remediate.*) if [ -f "$t" ]; then rm -f -- "$t" && printf 'swept %s\n' "$t"; fi;; esac
+  fi
+  rm -rf -- "$1" && printf 'swept %s\n' "$1"
+}
+sweep_staging() {
+  for s in "$root"/.staging/*; do
+    [ -d "$s" ] && [ -n "$(find "$s" -maxdepth 0 -mmin +1 2>/dev/null)" ] || continue
+    ( exec 7<"$s" && flock -n 7 && sweep_one "$s" ) 2>/dev/null || true
+  done
+}
+"""
+
 # What the write and remove scripts share: cleanup on every exit path a shell can see (EXIT, and HUP, INT,
 # TERM, PIPE: a controller that dies closes the script's stdin and its stdout/stderr, so the script reads a
 # short stream and then gets SIGPIPE when it reports that), a staging directory of its own in ROOT/.staging
 # locked for its lifetime (a later run removes one nobody holds: its writer was killed), and the lock on the
 # target's directory under which the compare-and-swap and the rename happen.
-_COMMON = r"""
+_COMMON = _SWEEP + r"""
 set -eu
 umask 077
 dir=$(dirname -- "$f")
@@ -81,18 +99,7 @@ command -v flock >/dev/null 2>&1 || {
 if ! err=$(mkdir -p -- "$root/.staging" 2>&1); then
   drain; say "cannot create $root/.staging (backup_dir): $err; $f left as it is"; exit 73
 fi
-sweep_one() {
-  if [ -f "$1/project-temp" ]; then
-    t=$(cat -- "$1/project-temp")
-    case ${t##*/} in .remediate.*) if [ -f "$t" ]; then rm -f -- "$t" && printf 'swept %s\n' "$t"; fi;; esac
-  fi
-  rm -rf -- "$1" && printf 'swept %s\n' "$1"
-}
-# staging of writers that died: older than a minute (a writer locks its own right after creating it) and unlocked
-for s in "$root"/.staging/*; do
-  [ -d "$s" ] && [ -n "$(find "$s" -maxdepth 0 -mmin +1 2>/dev/null)" ] || continue
-  ( exec 7<"$s" && flock -n 7 && sweep_one "$s" ) 2>/dev/null || true
-done
+sweep_staging
 if ! sd=$(mktemp -d "$root/.staging/w.XXXXXX" 2>&1); then
   err=$sd sd=; drain; say "cannot create a staging directory in $root/.staging: $err; $f left as it is"; exit 73
 fi

@@ -68,6 +68,8 @@ def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: 
     start = next((r for r in records if r.get("run_id") == run_id and r.get("event") == "run_start"), None)
     if start is None:
         raise InputError(f"no run {run_id!r} in the audit trail {trail} (see `remediate audit show`)")
+    if start.get("command") == "prune":
+        raise InputError(f"run {run_id} pruned backups: what it removed cannot be put back")
     if start.get("command") not in ("apply", "rollback"):
         raise InputError(f"run {run_id} was a {start.get('command')} run: it changed nothing")
     writes: dict[str, list[Mapping[str, Any]]] = {}
