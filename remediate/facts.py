@@ -169,7 +169,9 @@ if [ -e "$f" ]; then
   if ln -- "$f" "$sd/probe" 2>/dev/null; then rm -f -- "$sd/probe"; mv -f -- "$sd/new" "$f"; else beside; fi
 elif ln -- "$sd/new" "$f" 2>/dev/null; then
   :  # created complete, in one step
-elif [ -e "$f" ] || [ -L "$f" ]; then
+elif [ -L "$f" ]; then
+  say "$f is a symbolic link to a missing file; left as it is"; exit 73
+elif [ -e "$f" ]; then
   conflict
 else
   beside

@@ -385,3 +385,48 @@ def test_controller_killed_at_random_points_leaves_the_file_old_or_new_and_no_te
             assert path.read_bytes() == b"n" * size
             assert (backups / "RUNK" / path.relative_to("/")).read_bytes() == b"o" * 1000
             shutil.rmtree(backups / "RUNK")
+
+
+class AsUser(LocalTransport):
+    """Commands on this machine as an unprivileged uid with its own HOME, like a non-root SSH user's."""
+
+    def __init__(self, uid: int, home: Path) -> None:
+        super().__init__("deploy")
+        self.prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "env", f"HOME={home}"]
+
+    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().run([*self.prefix, *argv], **kwargs)
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A directory other users can reach (pytest's own are root's only)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="remediate-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_non_root_user_keeps_backups_under_its_home_by_default(open_tmp: Path) -> None:
+    uid = 4321
+    home, project = open_tmp / "home", open_tmp / "project"
+    for d in (home, project):
+        d.mkdir()
+        os.chown(d, uid, uid)
+    path = project / "settings.py"
+    path.write_text("A = 1\n")
+    os.chown(path, uid, uid)
+    t = AsUser(uid, home)
+    step = LineInFile(str(path), "B = 2")
+    probe = FileProbe(str(path))
+    fact = probe.gather(t)
+    assert fact.backup_root == f"{home}/.local/state/remediate/backups"
+    (action,) = step.plan({probe: fact}, PlanContext("web-1", RUN))
+    action.execute(ExecContext("web-1", t, RUN))
+    backup = home / ".local/state/remediate/backups" / RUN / path.relative_to("/")
+    assert path.read_text() == "A = 1\nB = 2\n" and backup.read_text() == "A = 1\n"
+    assert (path.stat().st_uid, backup.stat().st_uid, backup.stat().st_mode & 0o777) == (uid, uid, 0o600)
+    assert (home / ".local").stat().st_mode & 0o777 == 0o700, "directories remediate creates are private"
+    assert names(project) == ["settings.py"]
