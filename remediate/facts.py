@@ -80,7 +80,7 @@ prune_dirs() {
 cleanup() {
   set +e
   if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi
-  if [ -n "$made" ]; then rm -f -- "$made"; prune_dirs "$(dirname -- "$made")"; fi
+  if [ -n "$made" ]; then rm -f -- "$made"; prune_dirs "${made%/*}"; fi
   if [ -n "$sd" ]; then rm -rf -- "$sd"; fi
 }
 trap cleanup EXIT
@@ -89,7 +89,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 141' PIPE
 say() { printf 'remediate: %s\n' "$*" >&2; }
-sha() { sha256sum < "$1" | cut -d' ' -f1; }
+sha() { h=$(sha256sum < "$1") && printf '%s\n' "${h%% *}"; }
 current() { if [ -e "$f" ]; then sha "$f"; else echo absent; fi; }
 conflict() { say "$f changed since it was read; left as it is"; exit 75; }
 drain() { if [ "$has_stdin" = 1 ]; then cat >/dev/null 2>&1 || true; fi; }
@@ -124,7 +124,7 @@ lock_dir() {
 back_up() {
   [ -e "$backup" ] && return 0  # a second change in the same run keeps the original's backup
   made=$backup
-  if ! err=$( { mkdir -p -- "$(dirname -- "$backup")" && cp -- "$f" "$sd/backup" && chmod 600 -- "$sd/backup" &&
+  if ! err=$( { mkdir -p -- "${backup%/*}" && cp -- "$f" "$sd/backup" && chmod 600 -- "$sd/backup" &&
                 sync -- "$sd/backup" && mv -f -- "$sd/backup" "$backup"; } 2>&1 ); then
     say "cannot back $f up to $backup: $err; $f left as it is"; exit 73
   fi
