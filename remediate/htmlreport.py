@@ -253,7 +253,7 @@ class Page:
     missing_hosts: tuple[str, ...]
     chart: Chart | None
     details: tuple[HostDetail, ...]
-    clean_hosts: tuple[tuple[str, str], ...]
+    clean_hosts: tuple[str, ...]
     runs: tuple[RunRow, ...]
 
 
@@ -604,7 +604,7 @@ def page(env: str, runs: Sequence[StoredRun], generated: datetime | None = None,
     if not runs:
         what = f"for {' '.join(selection)}" if selection else "yet"
         return Page(env, generated_at, "", (), window, other_sets,
-                    f"No drift runs of {env} are recorded {what}{f' ({window})' if window else ''}: "
+                    f"No drift runs of {env} are recorded {what}{f' ({window})' if 'since' in window else ''}: "
                     f"run remediate drift {env}.", None, 0, (), (), (), (), (), "", (), None, (), (), ())
     latest_stored = runs[-1]
     latest = latest_stored.report
@@ -643,18 +643,17 @@ def page(env: str, runs: Sequence[StoredRun], generated: datetime | None = None,
             last = next(s.report for s in reversed(runs) if h in s.report.hosts)
             missing.append(f"{h} (last checked at {when(last.started_at)}: {HOST_WORD[host_state(last, h)]})")
     run_rows = tuple(_run_row(s, runs[i - 1].report if i else None) for i, s in enumerate(runs))
-    clean = tuple((h, took(_host_seconds(c for c in latest.checks if c.host == h)))
-                  for h in latest.hosts if h not in anchors)
-    playbooks = latest.playbooks
+    tiles = _tiles(latest, runs[compared].report, f"{labels[compared]}Z") if compared is not None else \
+        _tiles(latest, None, "")
     return Page(
-        env=env, generated=generated_at, check_set=CheckSet.of(latest).label(), playbooks=playbooks,
+        env=env, generated=generated_at, check_set=CheckSet.of(latest).label(), playbooks=latest.playbooks,
         window=window, others=other_sets, empty="", latest=run_rows[-1], hosts=len(latest.hosts),
-        tiles=_tiles(latest, runs[compared].report if compared is not None else None,
-                     f"{labels[compared]}Z" if compared is not None else ""), checked=_checked(latest), columns=columns, rows=tuple(worst),
+        tiles=tiles, checked=_checked(latest), columns=columns, rows=tuple(worst),
         rows_by_name=tuple(sorted(rows, key=lambda r: r.host)),
         strip_label=f"last {len(strip_runs)} run(s), oldest left: {strip_labels[0]} … {strip_labels[-1]}",
         missing_hosts=tuple(missing), chart=_chart(runs, labels),
-        details=_details(runs, latest, anchors, check_anchors, [r.host for r in worst]), clean_hosts=clean,
+        details=_details(runs, latest, anchors, check_anchors, [r.host for r in worst]),
+        clean_hosts=tuple(h for h in latest.hosts if h not in anchors),
         runs=tuple(reversed(run_rows)),
     )
 
