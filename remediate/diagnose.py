@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from . import celery as cel
 from . import compose as cf
@@ -125,12 +125,17 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                              "max_interval": probe.max_interval, "sync_lag": probe.lag().total_seconds(),
                              "lag": probe.lag_words(), "asked": query_service}
         facts["settings"] = state.get("settings")
+        # the module beat's process loaded (from environment:, an env_file, .env, the image or code) and its file
+        answer_of: Mapping[str, Any] = cast(Mapping[str, Any], state)
+        module, module_file = answer_of.get("settings_module"), answer_of.get("settings_file")
+        facts["settings_module"], facts["settings_file"] = module, module_file
+        loaded = f"{module}" + (f" ({module_file} in {query_service})" if module_file else "")
         facts["app"] = {k: v2 for k, v2 in state.get("app", {}).items() if k != "beat_schedule"}
         now = cel.parse_time(state.get("now"))
         setting = (state.get("settings") or {}).get("CELERY_BEAT_SCHEDULER")
         if not setting or "DatabaseScheduler" not in str(setting):
             add("problem", "beat_scheduler_setting",
-                f"CELERY_BEAT_SCHEDULER is {setting!r} in {state.get('settings_module')}: beat falls back to "
+                f"CELERY_BEAT_SCHEDULER is {setting!r} in {loaded}: beat falls back to "
                 f"{state.get('app', {}).get('beat_scheduler')}")
         elif "DatabaseScheduler" not in str(state.get("app", {}).get("beat_scheduler")):
             add("problem", "beat_scheduler_code", f"settings say {setting} but app.conf.beat_scheduler is "
