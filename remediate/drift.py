@@ -23,10 +23,10 @@ HEALTH_CHECKS: Mapping[str, frozenset[str]] = {
     "containers": frozenset({"container_down", "container_unhealthy"}),
     "beat_scheduler": frozenset({
         "beat_scheduler", "beat_scheduler_setting", "beat_scheduler_code", "beat_scheduler_forced",
-        "dual_configuration", "stale_pid_file", "stale_schedule_file",
+        "dual_configuration", "stale_pid_file", "stale_schedule_file", "beat_probe",
     }),
     "tasks_registered": frozenset({"unimported_task_module", "unregistered_tasks", "worker_silent"}),
-    "tasks_ran": frozenset({"never_run", "overdue", "never_fires"}),
+    "tasks_ran": frozenset({"never_run", "overdue", "never_fires", "beat_row"}),
 }
 OTHER_HEALTH = "celery_health"  # a finding code diagnose learns later still counts, under this check
 PLAYBOOK_PREFIX = "playbook:"

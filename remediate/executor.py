@@ -134,6 +134,8 @@ class HostRunner:
         self.notices: list[str] = []
         # audit fields of every file this run wrote on the host, for on_verify_failure: rollback
         self.written: list[dict[str, Any]] = []
+        # and of every row update (django_rows), restored after the files by on_verify_failure: rollback
+        self.rows_written: list[dict[str, Any]] = []
         self.interrupted_at = ""
         self._play: Play | None = None
         self._step_debts: list[PendingReload] = []
@@ -319,15 +321,24 @@ class HostRunner:
 
     def _roll_back(self, play: Play, results: list[StepResult]) -> None:
         """on_verify_failure: rollback: restore what this run wrote in the play, then run the handlers they notify."""
-        from .rollback import Change, restore_play
+        from .rollback import Change, RowsChange, restore_play, restore_rows_play
 
-        writes = [w for w in self.written if w["playbook"] == playbook_key(play) and w["play"] == play.name]
-        if not writes:
+        def mine(w: Mapping[str, Any]) -> bool:
+            return bool(w["playbook"] == playbook_key(play) and w["play"] == play.name)
+
+        writes = [w for w in self.written if mine(w)]
+        rows = [RowsChange.from_result({**w, "host": self.host.name}) for w in self.rows_written if mine(w)]
+        if not writes and not rows:
             return
         changes = Change.from_writes(self.host.name, writes)
-        self._record("notice", message=f"verification failed: rolling back {len(changes)} file(s) (on_verify_failure)")
-        self.notices.append(f"verification failed: rolled back {len(changes)} file(s) and ran the handlers they notify")
-        self._run_play(restore_play(play, changes, self.host.name, force=False, rollback_of=self.run_id), results)
+        what = ", ".join(x for x in (f"{len(changes)} file(s)" if changes else "",
+                                     f"rows of {len(rows)} step(s)" if rows else "") if x)
+        self._record("notice", message=f"verification failed: rolling back {what} (on_verify_failure)")
+        self.notices.append(f"verification failed: rolled back {what} and ran the handlers the files notify")
+        if changes:
+            self._run_play(restore_play(play, changes, self.host.name, force=False, rollback_of=self.run_id), results)
+        if rows:
+            self._run_play(restore_rows_play(play, rows, self.host.name, force=False, rollback_of=self.run_id), results)
         self._play = play
 
     def _selected(self, spec: StepSpec, play: Play) -> bool:
@@ -511,7 +522,8 @@ class HostRunner:
                 self._writing = False
         if action.is_change:
             out = outcome.output
-            result_fields = {k: v for k, v in fields.items() if k != "action"}
+            # what the action learnt by making the change (outcome.audit) replaces what it planned
+            result_fields = {**{k: v for k, v in fields.items() if k != "action"}, **dict(outcome.audit)}
             self._record(
                 "result", **result_fields, action=fields.get("action"), outcome="failed" if outcome.failed else "ok",
                 rc=out.rc if out is not None else None, message=outcome.message,
@@ -519,6 +531,8 @@ class HostRunner:
             )
             if fields.get("type") in ("write", "remove") and not outcome.failed:
                 self.written.append(fields)
+            elif fields.get("type") == "rows" and not outcome.failed:
+                self.rows_written.append({**fields, **dict(outcome.audit)})
         return outcome
 
     def _judge(self, spec: StepSpec, result: StepResult, variables: Mapping[str, Any]) -> StepResult:

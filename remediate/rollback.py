@@ -49,6 +49,33 @@ class Change:
 
 
 @dataclass(frozen=True)
+class RowsChange:
+    """Django model rows a run changed through one step (django_rows): each row's fields before and after."""
+
+    host: str
+    model: str
+    service: str
+    project_dir: str
+    files: tuple[str, ...]
+    project_name: str | None
+    manage: str
+    rows: tuple[Mapping[str, Any], ...]  # {pk, label, before, after}, as the result record has them
+    playbook: str
+    play: str
+    where: Location = Location("<audit>")
+
+    @staticmethod
+    def from_result(record: Mapping[str, Any], where: Location = Location("<audit>")) -> RowsChange:
+        """From an ok `result` record of a rows update."""
+        at = Location(where.path, record["seq"]) if "seq" in record else where
+        return RowsChange(
+            str(record["host"]), str(record["model"]), str(record["service"]), str(record["project_dir"]),
+            tuple(record.get("files") or ()), record.get("project_name"), str(record.get("manage") or "manage.py"),
+            tuple(record.get("changes") or ()), str(record.get("playbook", "")), str(record.get("play", "")), at,
+        )
+
+
+@dataclass(frozen=True)
 class RollbackPlan:
     """What a run changed, and what it ran with."""
 
@@ -56,11 +83,12 @@ class RollbackPlan:
     inventory: str
     playbooks: tuple[tuple[str, str], ...]
     changes: tuple[Change, ...]
+    row_changes: tuple[RowsChange, ...] = ()
 
     @property
     def hosts(self) -> tuple[str, ...]:
         """Hosts with something to restore, in order of first change."""
-        return tuple(dict.fromkeys(c.host for c in self.changes))
+        return tuple(dict.fromkeys([*(c.host for c in self.changes), *(r.host for r in self.row_changes)]))
 
 
 def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: str) -> RollbackPlan:
@@ -78,13 +106,16 @@ def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: 
                 and r.get("type") in ("write", "remove"):
             writes.setdefault(str(r["host"]), []).append(r)
     changes = tuple(c for host, ws in writes.items() for c in Change.from_writes(host, ws, Location(trail)))
-    if not changes:
+    rows = tuple(RowsChange.from_result(r, Location(trail)) for r in records
+                 if r.get("run_id") == run_id and r.get("event") == "result" and r.get("outcome") == "ok"
+                 and r.get("type") == "rows" and r.get("changes"))
+    if not changes and not rows:
         raise InputError(f"run {run_id} changed no file: nothing to roll back")
     playbooks = tuple((str(p["path"]), str(p["sha256"])) for p in start.get("playbooks") or ())
     inventory = (start.get("inventory") or {}).get("path")
     if not inventory:
         raise InputError(f"run {run_id}: its run_start record names no inventory")
-    return RollbackPlan(run_id, str(inventory), playbooks, changes)
+    return RollbackPlan(run_id, str(inventory), playbooks, changes, rows)
 
 
 def restore_spec(change: Change, force: bool, rollback_of: str) -> StepSpec:
@@ -119,6 +150,37 @@ def restore_play(play: Play, changes: Sequence[Change], host: str, force: bool, 
     return replace(play, hosts=host, steps=steps, tags=(), on_verify_failure="fail")
 
 
+def restore_rows_spec(change: RowsChange, force: bool, rollback_of: str) -> StepSpec:
+    """A restore_rows step putting back the rows one step of the run changed (in the project it changed them in)."""
+    args: dict[str, Any] = {
+        "service": change.service, "model": change.model, "changes": [dict(r) for r in change.rows], "force": force,
+        "manage": change.manage, "project_dir": change.project_dir, "files": list(change.files),
+        "project_name": change.project_name,
+    }
+    labels = ", ".join(repr(str(r.get("label", r.get("pk")))) for r in change.rows)
+    return StepSpec(
+        name=f"restore {change.model} {labels} as before run {rollback_of}",
+        kind="restore_rows",
+        args=MappingProxyType({k: _literal_deep(v) for k, v in args.items()}),
+        where=change.where,
+    )
+
+
+def _literal_deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _literal_deep(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal_deep(v) for v in value]
+    return _literal(value)
+
+
+def restore_rows_play(play: Play, changes: Sequence[RowsChange], host: str, force: bool, rollback_of: str) -> Play:
+    """The play restoring rows on one host, after its files were restored and reloaded: the shipped fix changes
+    rows before the change that needs them (beat must not see a row it dies on again before it is reloaded)."""
+    steps = tuple(restore_rows_spec(c, force, rollback_of) for c in reversed(changes))
+    return replace(play, hosts=host, steps=steps, handlers=(), tags=(), on_verify_failure="fail")
+
+
 def verify_play(play: Play, host: str) -> Play | None:
     """The original play's verifications for one host, or None when it has none."""
     steps = tuple(s for s in play.steps if s.verify)
@@ -132,14 +194,19 @@ def rollback_plays(plan: RollbackPlan, plays: Sequence[Play], force: bool, verif
     out: list[Play] = []
     for host in plan.hosts:
         changes = [c for c in plan.changes if c.host == host]
-        keys = list(dict.fromkeys((c.playbook, c.play) for c in changes))
+        rows = [r for r in plan.row_changes if r.host == host]
+        keys = list(dict.fromkeys([*((c.playbook, c.play) for c in changes), *((r.playbook, r.play) for r in rows)]))
         for playbook, name in keys:
             play = next((p for p in plays if os.path.abspath(p.path) == playbook and p.name == name), None)
             if play is None:
                 raise InputError(f"run {plan.run_id} changed files through play {name!r} of {playbook}, "
                                  "which that playbook no longer has")
             mine = [c for c in changes if (c.playbook, c.play) == (playbook, name)]
-            out.append(restore_play(play, mine, host, force, plan.run_id))
+            if mine:
+                out.append(restore_play(play, mine, host, force, plan.run_id))
+            my_rows = [r for r in rows if (r.playbook, r.play) == (playbook, name)]
+            if my_rows:
+                out.append(restore_rows_play(play, my_rows, host, force, plan.run_id))
             verification = verify_play(play, host) if verify else None
             if verification is not None:
                 out.append(verification)

@@ -56,7 +56,7 @@ def parse_schedule(text: str) -> CronSchedule:
         expanded = croniter.expand(expr)[0]
     except Exception as exc:  # croniter raises several types for bad fields
         raise InputError(f"--schedule: invalid cron expression {text!r}: {exc}") from None
-    if cron_never_fires(expr):
+    if cron_never_fires(expr, day_or=True):  # cron ORs a restricted day of month with a restricted day of week
         raise InputError(f"--schedule: {text!r} never fires (no month has that day)")
 
     def values(items: Sequence[object]) -> tuple[int, ...] | None:

@@ -34,18 +34,22 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
     )
     env.filters["to_json"] = _to_json
     env.filters["quote"] = _shell_quote
+    env.filters["celery_beat_verdicts"] = _celery_beat_verdicts
     # Ansible's regex tests, which playbook authors expect: `x is match('^-S')`, `select('search', 'beat')`
-    env.filters["celery_never_fires"] = _celery_never_fires
     env.tests["match"] = _regex_test(re.match)
     env.tests["search"] = _regex_test(re.search)
     return env
 
 
-def _celery_never_fires(rows: Any) -> list[str]:
-    """Filter: names of enabled PeriodicTask rows (from celery_state.py.j2) whose crontab can never fire."""
-    from .celery import enabled_never_firing
+def _celery_beat_verdicts(probe: Any, outcome: str | None = None) -> list[dict[str, Any]]:
+    """Filter: what beat's own container says it does with each enabled row (celery_beat_probe.py.j2's JSON):
+    the verdicts of one outcome, or every one but ok."""
+    from .celery import OUTCOMES, beat_verdicts
 
-    return enabled_never_firing(rows or [])
+    if outcome is not None and outcome not in OUTCOMES:
+        raise jinja2.TemplateRuntimeError(f"celery_beat_verdicts: outcome must be one of {', '.join(OUTCOMES)}, "
+                                          f"not {outcome!r}")
+    return beat_verdicts(probe or {}, outcome)
 
 
 def _regex_test(how: Callable[..., Any]) -> Callable[[Any, str], bool]:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,12 +103,13 @@ def _require_docker() -> None:
 
 @pytest.fixture
 def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
-    """Bring up fresh broken lab stacks (`lab_factory(variant="baked"|"mounted")`); torn down after the test."""
+    """Bring up fresh broken lab stacks, torn down after the test: `lab_factory(variant="baked"|"mounted",
+    **options)` with the options of `tests.lab.up` (named variants such as fast_sync=True)."""
     _require_docker()
     stacks: list[lab.LabStack] = []
 
-    def make(variant: lab.Variant = "baked") -> lab.LabStack:
-        stack = lab.up(tmp_path_factory.mktemp("lab"), variant)
+    def make(variant: lab.Variant = "baked", **options: Any) -> lab.LabStack:
+        stack = lab.up(tmp_path_factory.mktemp("lab"), variant, **options)
         stacks.append(stack)
         return stack
 
@@ -119,17 +121,42 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
 
 
 def running_lab(tmp_path_factory: pytest.TempPathFactory, label: str,
-                variant: lab.Variant = "baked") -> Iterator[lab.LabStack]:
-    """A fresh broken stack for the life of the fixture that yields from this, torn down after it."""
+                variant: lab.Variant = "baked", **options: Any) -> Iterator[lab.LabStack]:
+    """A fresh broken stack for the life of the fixture that yields from this, torn down after it
+    (options: those of `tests.lab.up`)."""
     _require_docker()
-    stack = lab.up(tmp_path_factory.mktemp(label), variant)
+    stack = lab.up(tmp_path_factory.mktemp(label), variant, **options)
     try:
         yield stack
     finally:
         lab.down(stack)
 
 
+SharedLabs = Callable[..., lab.LabStack]
+
+
 @pytest.fixture(scope="session")
-def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
-    """One broken baked lab stack shared by the session's read-only tests (never modify it)."""
-    yield from running_lab(tmp_path_factory, "lab-shared")
+def shared_labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLabs]:
+    """`shared_labs(versions, layout="edms")`: one broken baked stack per version set and layout, brought up
+    on first use and shared by the session's read-only tests (never modify one): the write-up's server as it
+    is (every row enabled, Celery's default beat sync)."""
+    stacks: dict[tuple[lab.Versions, lab.Layout], lab.LabStack] = {}
+
+    def get(versions: lab.Versions, layout: lab.Layout = "edms") -> lab.LabStack:
+        if (versions, layout) not in stacks:
+            _require_docker()
+            parent = tmp_path_factory.mktemp(f"lab-shared-{versions}-{layout}")
+            stacks[versions, layout] = lab.up(parent, versions=versions, layout=layout)
+        return stacks[versions, layout]
+
+    try:
+        yield get
+    finally:
+        for stack in stacks.values():
+            lab.down(stack)
+
+
+@pytest.fixture(scope="session")
+def lab_stack(shared_labs: SharedLabs) -> lab.LabStack:
+    """The shared broken stack of the default version set and layout (see shared_labs)."""
+    return shared_labs(lab.DEFAULT_VERSIONS)

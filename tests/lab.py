@@ -1,4 +1,5 @@
-"""Lab stacks for tests: fresh broken instances of lab/stack, each in its own directory with free ports.
+"""Lab stacks for tests: fresh broken instances of lab/stack (a version set, a layout, named variants), each in
+its own directory with free ports.
 
 An instance is brought up by `lab/up` (as a user would) and torn down by `lab/down --purge`. Images are
 shared: the base image is built once by lab/setup-host.sh, an instance's own image is one COPY layer on it.
@@ -21,13 +22,39 @@ LAB_ADDRESS = "127.0.0.1"
 PORTS_PER_STACK = 3  # backend, PostgreSQL, Redis
 
 Variant = Literal["baked", "mounted"]
+Versions = Literal["old", "current"]
+Feb31 = Literal["enabled", "disabled"]
+Layout = Literal["edms", "cookiecutter"]
+VERSION_SETS: tuple[Versions, ...] = ("old", "current")
+DEFAULT_VERSIONS: Versions = "current"  # lab/lib.sh's default too
+LAYOUTS: tuple[Layout, ...] = ("edms", "cookiecutter")
+
+
+@dataclass(frozen=True)
+class LayoutFacts:
+    """What a layout's project looks like to a user: its compose file, beat's settings module and Celery app."""
+
+    compose_file: str
+    settings_module: str
+    settings_file: str  # relative to the compose project, the file of settings_module
+    celery_app: str
+
+
+LAYOUT_FACTS: dict[Layout, LayoutFacts] = {
+    "edms": LayoutFacts("docker-compose.yml", "edms.settings.base", "backend/edms/settings/base.py", "edms"),
+    "cookiecutter": LayoutFacts("compose.yaml", "config.settings.production", "backend/config/settings/production.py",
+                                "config.celery_app"),
+}
 
 
 class SshdLike(Protocol):
     """What the inventory helper needs of the suite's sshd fixture (tests.conftest.Sshd)."""
 
-    port: int
-    addresses: tuple[str, ...]
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def addresses(self) -> tuple[str, ...]: ...
 
     @property
     def identity(self) -> Path: ...
@@ -42,7 +69,13 @@ class LabError(RuntimeError):
 
 @dataclass(frozen=True)
 class LabStack:
-    """A running lab instance: its compose project directory, name, variant and loopback ports."""
+    """A running lab instance: its compose project directory, name, variants and loopback ports.
+
+    versions names the dependency set its images run (lab/versions/VERSIONS.txt), layout how the project is
+    laid out (LAYOUT_FACTS). fast_sync and
+    feb31="disabled" are named variants that depart from the write-up's server (beat's sync shortened by
+    CELERY_BEAT_SYNC_EVERY = 1; the 31-February row disabled); the defaults are the write-up's.
+    """
 
     dir: Path
     name: str
@@ -50,10 +83,26 @@ class LabStack:
     backend_port: int
     db_port: int
     redis_port: int
+    versions: Versions = DEFAULT_VERSIONS
+    layout: Layout = "edms"
+    fast_sync: bool = False
+    feb31: Feb31 = "enabled"
+
+    @property
+    def facts(self) -> LayoutFacts:
+        """The layout's compose file, settings module and file, and Celery app."""
+        return LAYOUT_FACTS[self.layout]
+
+    def pinned(self) -> dict[str, str]:
+        """The distributions and versions this stack's set pins (lab/versions/VERSIONS.txt), lower-case names."""
+        return version_set(self.versions)
 
     def inventory(self, path: Path, sshd: SshdLike, host: str = "lab", **host_vars: object) -> Path:
-        """Write an inventory reaching this stack as root through the suite's sshd; return its path."""
-        vars_ = {"compose_dir": str(self.dir), "celery_app": "edms", **host_vars}
+        """Write an inventory reaching this stack as root through the suite's sshd; return its path.
+
+        Its vars are what a user of this layout states: the compose project and the Celery app (`celery -A`).
+        """
+        vars_ = {"compose_dir": str(self.dir), "celery_app": self.facts.celery_app, **host_vars}
         lines = [
             "hosts:",
             f"  {host}:",
@@ -97,11 +146,23 @@ class LabStack:
         return self.compose("exec", "-T", service, *argv, timeout=timeout)
 
     def registered_tasks(self) -> frozenset[str]:
-        """Task names the worker reports through `celery -A edms inspect registered`."""
-        result = self.exec("celery_worker", "celery", "-A", "edms", "inspect", "registered", "--timeout", "10")
+        """Task names the worker reports through `celery -A APP inspect registered`."""
+        result = self.exec("celery_worker", "celery", "-A", self.facts.celery_app, "inspect", "registered",
+                           "--timeout", "10")
         if result.returncode != 0:
             raise LabError(f"inspect registered failed ({result.returncode}): {result.stdout[-800:]}{result.stderr[-800:]}")
         return frozenset(line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("* "))
+
+
+def version_set(versions: Versions) -> dict[str, str]:
+    """distribution (lower-case, extras dropped) -> pinned version, from lab/versions/VERSIONS.txt."""
+    pins = {}
+    for line in (LAB / "versions" / f"{versions}.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[name.split("[", 1)[0].strip().lower()] = version.strip()
+    return pins
 
 
 def free_port_block(count: int = PORTS_PER_STACK, address: str = LAB_ADDRESS) -> int:
@@ -131,18 +192,27 @@ def run_script(script: str, *args: str, timeout: float = 900) -> subprocess.Comp
     return result
 
 
-def up(parent: Path, variant: Variant = "baked") -> LabStack:
+def up(parent: Path, variant: Variant = "baked", *, versions: Versions = DEFAULT_VERSIONS, layout: Layout = "edms",
+       fast_sync: bool = False, feb31: Feb31 = "enabled") -> LabStack:
     """Bring a fresh broken instance up in a new directory under `parent`, with a unique name and free ports."""
     name = f"lab{uuid.uuid4().hex[:10]}"
     directory = parent / name
     base = free_port_block()
-    stack = LabStack(directory, name, variant, base, base + 1, base + 2)
+    stack = LabStack(directory, name, variant, base, base + 1, base + 2, versions=versions, layout=layout,
+                     fast_sync=fast_sync, feb31=feb31)
     try:
-        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--port-base", str(base))
+        run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--versions", versions,
+                   "--layout", layout, "--port-base", str(base), "--sync", "fast" if fast_sync else "default",
+                   "--feb31", feb31)
     except BaseException:
         down(stack)
         raise
     return stack
+
+
+def reset(stack: LabStack) -> None:
+    """Put the instance back to broken as it was created (lab/reset): a rebuild, not a new stack."""
+    run_script("reset", "--dir", str(stack.dir))
 
 
 def down(stack: LabStack) -> None:

@@ -9,12 +9,13 @@ from .compose import (
     ComposeExec, ComposeLogs, ComposeRebuild, ComposeRecreate, ComposeReload, ComposeRestart, ComposeService, DjangoQuery,
 )
 from .files import LineInFile, PythonAssignment, PythonStatement, RestoreBackup, Template
+from .rows import DjangoRows, RestoreRows
 
 REGISTRY: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
         PythonAssignment, PythonStatement, LineInFile, Template, RestoreBackup, Command, Assert,
         ComposeRestart, ComposeRecreate, ComposeRebuild, ComposeReload, ComposeExec, ComposeLogs, ComposeService,
-        DjangoQuery, CeleryTaskModules, CeleryRegistered, CeleryTasksRun,
+        DjangoQuery, DjangoRows, RestoreRows, CeleryTaskModules, CeleryRegistered, CeleryTasksRun,
     )
 }

@@ -16,7 +16,7 @@ from ..actions import Action, ExecContext, Outcome
 from ..errors import StepError, tail_lines
 from ..results import CommandOutput
 from .base import Facts, PlanContext, Probe, Step
-from .compose import MARKER, ComposeStep, Report, exec_action
+from .compose import ComposeStep, Report, exec_action, query_result
 
 
 @dataclass(frozen=True)
@@ -174,19 +174,25 @@ class TasksRunAction(Action):
     script: str
     interval: float
     grace: float
+    probe_argv: tuple[str, ...] = ()
+    probe_script: str = ""
 
     def describe(self) -> str:
         return f"periodic tasks show runs after {self.beat_service} started (last_run_at, total_run_count, TaskResult)"
 
+    def _lag(self, ctx: ExecContext) -> tuple[timedelta, str]:
+        """Beat's own answer (in its container) to how long after a send it saves last_run_at, and why."""
+        env = {"REMEDIATE_CELERY_APP": self.query_env.get("REMEDIATE_CELERY_APP", "")}
+        result = ctx.transport.run(self.probe_argv, stdin=self.probe_script.encode(), env=env, timeout=300)
+        probe = cel.parse_beat_probe(query_result(result.out, result.err, result.rc, f"beat probe in {self.beat_service}"))
+        if probe.error:
+            raise StepError(f"{self.beat_service}: {probe.error}")
+        return probe.lag(), probe.lag_words()
+
     def _query(self, ctx: ExecContext, since: datetime) -> dict[str, Any]:
         env = {**self.query_env, "REMEDIATE_SINCE": since.isoformat()}
-        argv = self.query_argv
-        result = ctx.transport.run(argv, stdin=self.script.encode(), env=env, timeout=300)
-        for line in reversed(result.out.splitlines()):
-            if line.startswith(MARKER):
-                doc: dict[str, Any] = json.loads(line[len(MARKER):])
-                return doc
-        raise StepError(f"state query failed (exit {result.rc}):\n{tail_lines(result.out + result.err, 10)}")
+        result = ctx.transport.run(self.query_argv, stdin=self.script.encode(), env=env, timeout=300)
+        return query_result(result.out, result.err, result.rc, "state query")
 
     def execute(self, ctx: ExecContext) -> Outcome:
         state = cf.gather_containers(ctx.transport, self.project_name, self.beat_service)
@@ -200,13 +206,13 @@ class TasksRunAction(Action):
         if first is None:
             return Outcome(failed=True, message="no enabled PeriodicTask can fire: nothing to verify runs with")
         due, chosen = first
-        lag = cel.sync_lag(doc.get("app", {}).get("beat_sync_every"))
+        lag, lag_words = self._lag(ctx)
         deadline = due + lag + timedelta(seconds=self.grace)
         now = cel.parse_time(doc.get("now")) or state.now
         names = ", ".join(t.name for t in chosen)
         limit = now + timedelta(seconds=ctx.verify_timeout)
         data: dict[str, Any] = {"tasks": [t.name for t in chosen], "due": due.isoformat(), "deadline": deadline.isoformat(),
-                                "beat_started": started.isoformat()}
+                                "beat_started": started.isoformat(), "sync_lag": lag.total_seconds(), "lag": lag_words}
         if deadline > limit:
             return Outcome(pending=True, data={**data, "confirm_after": deadline.isoformat()},
                            message=f"PENDING: {names} first due {cel.iso(due)}; can be confirmed after {cel.iso(deadline)} "
@@ -232,7 +238,7 @@ class TasksRunAction(Action):
                 return Outcome(failed=True, data={**data, "seen": summary},
                                message=f"{names} due {cel.iso(due)} did not show a run by the deadline {cel.iso(deadline)}; "
                                        f"last seen: {summary}")
-            ctx.progress(f"{names} due {cel.iso(due)}, deadline {cel.iso(deadline)}; last seen: {summary}")
+            ctx.progress(f"{names} due {cel.iso(due)}, deadline {cel.iso(deadline)} ({lag_words}); last seen: {summary}")
             ctx.sleep(self.interval)
             doc = self._query(ctx, started)
 
@@ -241,8 +247,9 @@ class TasksRunAction(Action):
 class CeleryTasksRun(ComposeStep):
     """Verify periodic tasks really run: the task(s) due soonest after beat started must show a new run.
 
-    The deadline is the due time plus beat's database sync lag plus `grace`; beyond --verify-timeout the
-    result is PENDING with the time it can be confirmed, never passed.
+    The deadline is the due time plus beat's database sync lag plus `grace`; the lag is asked of beat's own
+    container (its scheduler's sync_every, sync_every_tasks and tick, templates/celery_beat_probe.py.j2).
+    Beyond --verify-timeout the result is PENDING with the time it can be confirmed, never passed.
 
     ```yaml
     - name: tasks show runs
@@ -258,6 +265,7 @@ class CeleryTasksRun(ComposeStep):
     beat_service: str
     app: str
     template: str = "celery_state.py.j2"
+    probe_template: str = "celery_beat_probe.py.j2"
     manage: str = "manage.py"
     interval: float = 10.0
     grace: float = 60.0
@@ -269,8 +277,12 @@ class CeleryTasksRun(ComposeStep):
         f.model.service(self.service)
         f.model.service(self.beat_service)
         script = templating.render_file(self.template, ctx.template_path, ctx.vars)
+        probe = templating.render_file(self.probe_template, ctx.template_path, ctx.vars)
         env = {"REMEDIATE_CELERY_APP": self.app, "REMEDIATE_SINCE": ""}
         cmd = exec_action(f.compose, self.project(), self.service, ("python", self.manage, "shell"), env, None)
+        # beat's sync lag is asked of beat's own container: its celery and its scheduler's sync settings
+        beat = exec_action(f.compose, self.project(), self.beat_service, ("python", self.manage, "shell"),
+                           {"REMEDIATE_CELERY_APP": self.app}, None)
         return (TasksRunAction(f.model.name, self.beat_service, cmd.argv, {"REMEDIATE_CELERY_APP": self.app},
-                               script, self.interval, self.grace),)
+                               script, self.interval, self.grace, beat.argv, probe),)
 

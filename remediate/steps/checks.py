@@ -19,7 +19,7 @@ class Warning_(Action):
     text: str
 
     def describe(self) -> str:
-        return f"warning: {self.text}"
+        return "a warning"  # the text is the outcome's message: said once
 
     def execute(self, ctx: ExecContext) -> Outcome:
         return Outcome(message=f"WARNING: {self.text}", data={"warning": self.text})

@@ -463,6 +463,27 @@ class ContainersProbe(Probe):
 MARKER = "REMEDIATE_JSON:"
 
 
+def query_result(stdout: str, stderr: str = "", rc: int | None = 0, what: str = "query") -> dict[str, Any]:
+    """The JSON object of a Django shell script's last `REMEDIATE_JSON:` line (the one parser of that line).
+
+    StepError when there is none or it is not a JSON object, with the exit code and the output's tail.
+    """
+    import json
+
+    from ..errors import tail_lines
+
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(MARKER):
+            try:
+                doc = json.loads(line[len(MARKER):])
+            except json.JSONDecodeError as exc:
+                raise StepError(f"{what} printed invalid JSON: {exc}") from None
+            if not isinstance(doc, dict):
+                raise StepError(f"{what} printed JSON that is not an object")
+            return doc
+    raise StepError(f"{what} printed no {MARKER} line (exit {rc}); output:\n{tail_lines(stdout + stderr, 10)}")
+
+
 @dataclass(frozen=True)
 class QueryAction(RunCommand):
     """A Django shell script fed on stdin; its line starting with REMEDIATE_JSON: is the result."""
@@ -471,21 +492,21 @@ class QueryAction(RunCommand):
         return f"query {self.argv[-4] if len(self.argv) >= 4 else ''}: python manage.py shell < script".strip()
 
     def execute(self, ctx: ExecContext) -> Outcome:
-        import json
-
         outcome = super().execute(ctx)
         out = outcome.output
         if outcome.failed or out is None:
             return outcome
-        for line in reversed(out.stdout.splitlines()):
-            if line.startswith(MARKER):
-                try:
-                    return Outcome(out, data={"json": json.loads(line[len(MARKER):])})
-                except json.JSONDecodeError as exc:
-                    return Outcome(out, failed=True, message=f"query printed invalid JSON: {exc}")
-        from ..errors import tail_lines
+        try:
+            return Outcome(out, data={"json": query_result(out.stdout, out.stderr, out.rc)})
+        except StepError as exc:
+            return Outcome(out, failed=True, message=str(exc))
 
-        return Outcome(out, failed=True, message=f"query printed no {MARKER} line; output:\n{tail_lines(out.stdout + out.stderr, 10)}")
+
+def run_query(transport: Any, action: RunCommand, what: str = "query") -> dict[str, Any]:
+    """Run a read-only Django shell query built by `exec_action` and return its JSON object (StepError if none)."""
+    result = transport.run(action.argv, stdin=(action.stdin or "").encode(), env=action.env or None,
+                           timeout=action.timeout)
+    return query_result(result.out, result.err, result.rc, what)
 
 
 @dataclass(frozen=True)

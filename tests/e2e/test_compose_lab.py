@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -77,8 +77,8 @@ def in_container(stack: LabStack, service: str, path: str) -> str:
     return result.stdout
 
 
-def fresh_stack(tmp_path_factory: pytest.TempPathFactory, variant: lab.Variant) -> Iterator[LabStack]:
-    yield from running_lab(tmp_path_factory, f"compose-{variant}", variant)
+def fresh_stack(tmp_path_factory: pytest.TempPathFactory, variant: lab.Variant, **options: Any) -> Iterator[LabStack]:
+    yield from running_lab(tmp_path_factory, f"compose-{variant}", variant, **options)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,9 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
 
 @pytest.fixture(scope="module")
 def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
-    """A fresh bind-mounted stack for this module."""
-    yield from fresh_stack(tmp_path_factory, "mounted")
+    """A fresh bind-mounted stack for this module (its beat is switched to the DatabaseScheduler: the
+    31-February row disabled, which beat's DatabaseScheduler dies on with the old version set)."""
+    yield from fresh_stack(tmp_path_factory, "mounted", feb31="disabled")
 
 
 def test_baked_settings_change_is_planned_as_a_rebuild_then_applied(baked: LabStack, sshd: Sshd,

@@ -24,8 +24,9 @@ NEVER_RUN_WAIT = 8 * 60
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabStack]:
-    """One fresh broken stack for this module's tests that change it (startup is the expensive part)."""
-    yield from running_lab(tmp_path_factory, "drift-lab")
+    """One fresh broken stack for this module's tests (startup is the expensive part): the drift test reads it
+    broken, the next one fixes it. Named variants: 31 February disabled, fast sync."""
+    yield from running_lab(tmp_path_factory, "drift-lab", fast_sync=True, feb31="disabled")
 
 
 def drift_json(inventory: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str, Any], str]:
@@ -37,9 +38,10 @@ def drift_json(inventory: Path, env: dict[str, str], *extra: str) -> tuple[int, 
 
 
 def test_drift_on_the_broken_lab_names_both_faults_and_the_never_run_tasks(
-    tmp_path: Path, sshd: Sshd, lab_stack: lab.LabStack
+    tmp_path: Path, sshd: Sshd, fresh: lab.LabStack
 ) -> None:
-    inventory = lab_stack.inventory(tmp_path / "lab.yml", sshd)
+    # `fresh` before the next test fixes it: the fix's check refuses while the 31-February row is enabled
+    inventory = fresh.inventory(tmp_path / "lab.yml", sshd)
     env = {"REMEDIATE_STATE_DIR": str(tmp_path / "state")}
     deadline = time.monotonic() + NEVER_RUN_WAIT
     while True:  # a bounded poll: until beat has run long enough for the every-minute task to be never-run

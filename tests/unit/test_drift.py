@@ -108,10 +108,10 @@ def test_task_windows_from_assess_never_run_overdue_pending_and_never_fires() ->
         _row("manual", "0 0 31 2 *", None),                           # never fires: a warning only
         _row("fine", "0 6 * * *", now - timedelta(hours=5, minutes=59)),
     ])
-    health = cel.assess(tasks, now, beat_started, cel.sync_lag(None))
+    health = cel.assess(tasks, now, beat_started, timedelta(seconds=185))
     status = {h.task.name: h.status for h in health}
     assert status == {"hourly": "pending", "daily": "pending", "recent": "never_run", "manual": "never_fires", "fine": "ok"}
-    early = cel.assess(tasks, now, now - timedelta(days=3), cel.sync_lag(None))
+    early = cel.assess(tasks, now, now - timedelta(days=3), timedelta(seconds=185))
     assert {h.task.name: h.status for h in early}["hourly"] == "never_run"
     assert {h.task.name: h.status for h in early}["daily"] == "overdue"
 

@@ -7,13 +7,16 @@ if [ "${1:-}" != serve ]; then
 fi
 python - <<'PY'
 import os, time
-import psycopg2
+try:  # the version set's PostgreSQL driver: psycopg 3 (current) or psycopg2 (old)
+    import psycopg as driver
+except ImportError:
+    import psycopg2 as driver
 deadline = time.monotonic() + 120
 while True:
     try:
-        psycopg2.connect(host="127.0.0.1", port=os.environ["LAB_DB_PORT"], user="postgres", dbname="edms").close()
+        driver.connect(host="127.0.0.1", port=os.environ["LAB_DB_PORT"], user="postgres", dbname="edms").close()
         break
-    except psycopg2.OperationalError as exc:
+    except driver.OperationalError as exc:
         if time.monotonic() > deadline:
             raise SystemExit(f"database on 127.0.0.1:{os.environ['LAB_DB_PORT']} not reachable: {exc}")
         time.sleep(0.5)

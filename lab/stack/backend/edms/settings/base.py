@@ -45,9 +45,6 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = '/tmp/celerybeat-schedule'
-# Lab only: beat saves last_run_at after every task it sends, instead of django-celery-beat's default of every
-# 3 minutes, so verifying the database scheduler takes about a minute (the every-minute task) instead of four.
-CELERY_BEAT_SYNC_EVERY = 1
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,5 @@
-"""Create the staging PeriodicTask rows (like the first write-up's table) when they are missing.
+"""Create the staging PeriodicTask rows when they are missing: the first write-up's table verbatim (ten rows, all
+enabled, the same crontabs in UTC, "Send Test Email" on 31 February included) plus the lab's lab-heartbeat.
 
 Idempotent: rows that exist are left alone (their last_run_at and total_run_count survive restarts).
 --reset puts every row back to "never run", deletes TaskResults, and restores the seeded schedules.
@@ -8,7 +9,7 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 from django_celery_results.models import TaskResult
 
-# name, task, (minute, hour, day_of_month, month_of_year, day_of_week)[, enabled]
+# name, task, (minute, hour, day_of_month, month_of_year, day_of_week): every row enabled, as in the write-up
 TASKS = [
     ("process-document-effective-dates", "apps.scheduler.tasks.process_document_effective_dates", ("0", "*", "*", "*", "*")),
     ("process-document-obsoletion-dates", "apps.scheduler.tasks.process_document_obsoletion_dates", ("15", "*", "*", "*", "*")),
@@ -19,11 +20,10 @@ TASKS = [
     ("cleanup-celery-results", "apps.scheduler.tasks.cleanup_celery_results", ("0", "3", "*", "*", "*")),
     ("run-daily-integrity-check", "apps.audit.integrity_tasks.run_daily_integrity_check", ("0", "2", "*", "*", "*")),
     ("verify-audit-trail-checksums", "apps.audit.integrity_tasks.verify_audit_trail_checksums", ("0", "1", "*", "*", "0")),
-    # Manual only: 31 February never comes. Disabled, unlike the write-up's table: enabled, this row crashes
-    # beat once it runs DatabaseScheduler (celery 5.4 crontab raises "RuntimeError: unable to rollover, time
-    # specification is probably invalid" from is_due and beat exits). PersistentScheduler never reads the row.
-    ("Send Test Email", "apps.scheduler.tasks.send_test_email_to_self", ("0", "0", "31", "2", "*"), False),
-    # Lab only: due every minute, so verifying the database scheduler takes a minute or two.
+    # Manual only ("Feb 31 (never)" in the write-up's table), and enabled like every row there.
+    ("Send Test Email", "apps.scheduler.tasks.send_test_email_to_self", ("0", "0", "31", "2", "*")),
+    # The lab's one deviation from the write-up: a row due every minute, so a verification need not wait for
+    # the half-hourly health check.
     ("lab-heartbeat", "apps.scheduler.tasks.perform_system_health_check", ("*", "*", "*", "*", "*")),
 ]
 
@@ -37,17 +37,16 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, reset=False, **options):
         created = 0
-        for name, task, (minute, hour, dom, moy, dow), *rest in TASKS:
-            enabled = rest[0] if rest else True
+        for name, task, (minute, hour, dom, moy, dow) in TASKS:
             schedule, _ = CrontabSchedule.objects.get_or_create(
                 minute=minute, hour=hour, day_of_month=dom, month_of_year=moy, day_of_week=dow, timezone="UTC",
             )
             row = PeriodicTask.objects.filter(name=name).first()
             if row is None:
-                PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=enabled)
+                PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=True)
                 created += 1
             elif reset:
-                row.task, row.crontab, row.interval, row.enabled = task, schedule, None, enabled
+                row.task, row.crontab, row.interval, row.enabled = task, schedule, None, True
                 row.last_run_at, row.total_run_count = None, 0
                 row.save()
         if reset:
