@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .facts import FileFact, remove_file, write_file
+from .facts import FileFact, backup_path, remove_file, write_file
 from .results import CommandOutput
 from .transport.base import Transport
 
@@ -71,11 +71,6 @@ class Action:
         return {"action": self.describe()}
 
 
-def backup_path(path: str, run_id: str) -> str:
-    """Where the original of an edited file is kept on the host."""
-    return f"{path}.remediate-{run_id}.bak"
-
-
 @functools.lru_cache(maxsize=64)  # an edit's diff is shown, audited and reported: computed once
 def unified_diff(host: str, path: str, before: str, after: str) -> str:
     """A diff headed --- HOST:PATH / +++ HOST:PATH."""
@@ -87,7 +82,10 @@ def unified_diff(host: str, path: str, before: str, after: str) -> str:
 
 @dataclass(frozen=True)
 class WriteFile(Action):
-    """Replace a file's content atomically, if it still is what was read."""
+    """Replace a file's content atomically, if it still is what was read; the original kept in the backup root.
+
+    `mode` (and `owner`, uid:gid) apply to a file that is created; an existing file keeps its own.
+    """
 
     path: str
     before: FileFact
@@ -95,6 +93,7 @@ class WriteFile(Action):
     before_text: str
     after_text: str
     mode: str = "644"
+    owner: str = ""
 
     def describe(self) -> str:
         return f"{'edit' if self.before.exists else 'create'} {self.path}"
@@ -107,25 +106,32 @@ class WriteFile(Action):
 
     interruptible = False
 
+    def backup(self, run_id: str) -> str:
+        """Where this run keeps the original (ROOT/RUN_ID/PATH)."""
+        return backup_path(self.before.backup_root, run_id, self.path)
+
     def audit_fields(self, run_id: str) -> dict[str, Any]:
         import hashlib
 
         return {
             "action": self.describe(), "type": "write", "path": self.path,
             "before_sha256": self.before.sha256, "after_sha256": hashlib.sha256(self.content).hexdigest(),
-            "backup": backup_path(self.path, run_id) if self.before.exists else None,
-            "created": not self.before.exists,
+            "backup": self.backup(run_id) if self.before.exists else None,
+            "backup_dir": self.before.backup_root, "created": not self.before.exists,
+            **_original_mode(self.before),
         }
 
     def execute(self, ctx: ExecContext) -> Outcome:
-        backup = backup_path(self.path, ctx.run_id)
-        write_file(ctx.transport, self.path, self.content, self.before.sha256, backup, self.mode)
-        return Outcome(message=f"wrote {self.path}" + (f" (backup {backup})" if self.before.exists else ""))
+        backup = self.backup(ctx.run_id)
+        swept = write_file(ctx.transport, self.path, self.content, self.before.sha256, backup, self.mode,
+                           root=self.before.backup_root, owner=self.owner)
+        kept = f" (backup {backup})" if self.before.exists else ""
+        return Outcome(message=f"wrote {self.path}{kept}{_swept_note(swept)}")
 
 
 @dataclass(frozen=True)
 class RemoveFile(Action):
-    """Move a file aside (to `FILE.remediate-RUN_ID.bak`), if it still is what was read: undoes a creation."""
+    """Remove a file, if it still is what was read, keeping it in the backup root: undoes a creation."""
 
     path: str
     before: FileFact
@@ -145,13 +151,25 @@ class RemoveFile(Action):
     def audit_fields(self, run_id: str) -> dict[str, Any]:
         return {
             "action": self.describe(), "type": "remove", "path": self.path, "before_sha256": self.before.sha256,
-            "after_sha256": "absent", "backup": backup_path(self.path, run_id), "created": False,
+            "after_sha256": "absent", "backup": backup_path(self.before.backup_root, run_id, self.path),
+            "backup_dir": self.before.backup_root, "created": False, **_original_mode(self.before),
         }
 
     def execute(self, ctx: ExecContext) -> Outcome:
-        stash = backup_path(self.path, ctx.run_id)
-        remove_file(ctx.transport, self.path, self.before.sha256, stash)
-        return Outcome(message=f"removed {self.path} (kept as {stash})")
+        backup = backup_path(self.before.backup_root, ctx.run_id, self.path)
+        swept = remove_file(ctx.transport, self.path, self.before.sha256, backup, root=self.before.backup_root)
+        return Outcome(message=f"removed {self.path} (kept as {backup}){_swept_note(swept)}")
+
+
+def _original_mode(fact: FileFact) -> dict[str, str]:
+    """The mode and owner a restore gives the file back when it has to create it (backups are 0600)."""
+    return {"before_mode": fact.mode, "before_owner": fact.owner} if fact.exists else {}
+
+
+def _swept_note(swept: tuple[str, ...]) -> str:
+    if not swept:
+        return ""
+    return "; removed what a killed run left: " + ", ".join(swept)
 
 
 @dataclass(frozen=True)

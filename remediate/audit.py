@@ -381,6 +381,10 @@ def render_run(records: list[dict[str, Any]]) -> str:
             if r.get("path"):
                 lines.append(f"    {r['path']}: sha256 {r.get('before_sha256')} -> {r.get('after_sha256')}"
                              + (f"; backup {r['backup']}" if r.get("backup") else ""))
+            if r.get("type") == "prune":
+                lines.append(f"    backups of run {r.get('run')}" + (" (--force)" if r.get("forced") else "")
+                             + f": {r.get('reason')}")
+                lines += [f"    {path}" for path in r.get("files") or ()]
             if r.get("diff"):
                 lines += ["    " + line for line in str(r["diff"]).rstrip("\n").splitlines()]
         elif event == "result":
@@ -402,4 +406,6 @@ def render_run(records: list[dict[str, Any]]) -> str:
             lines.append(f"{head}run end: {_outcome(r)}")
         else:
             lines.append(f"{head}{event}: " + json.dumps({k: v for k, v in r.items() if k not in ('seq', 'prev', 'hash', 'time', 'run_id', 'event', 'host')}))
+    if records and not any(r.get("event") == "run_end" for r in records):
+        lines.append("no end record: the run was killed or lost (or is still running)")
     return "\n".join(lines)

@@ -108,6 +108,23 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--forks", type=int, default=10, metavar="N")
     _why(diag)
 
+    bk = sub.add_parser("backups", help="list or prune the backups runs keep on each host (BACKUP_DIR/RUN_ID/...)")
+    bk_sub = bk.add_subparsers(dest="backups_command", metavar="ACTION")
+    bk_sub.required = True
+    bk_list = bk_sub.add_parser("list", help="per host: run directories with dates, sizes and files, and which a rollback needs")
+    bk_prune = bk_sub.add_parser("prune", help="remove backups older than --older-than that no rollback needs (audited)")
+    for p in (bk_list, bk_prune):
+        p.add_argument("env", nargs="?", metavar="ENV", help="environment: inventory/ENV.yml (or -i)")
+        p.add_argument("-i", "--inventory", metavar="FILE")
+        p.add_argument("--limit", metavar="HOSTS")
+        p.add_argument("--format", choices=("text", "json"), default="text")
+        p.add_argument("--forks", type=int, default=10, metavar="N")
+    bk_prune.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h")
+    bk_prune.add_argument("--force", action="store_true",
+                          help="also remove backups a rollback still needs, or use a trail that fails verification")
+    bk_prune.add_argument("--check", action="store_true", help="show what would be removed; remove nothing (exit 2)")
+    _why(bk_prune)
+
     from .driftcli import add_parsers as add_drift_parsers
 
     add_drift_parsers(sub)
@@ -130,15 +147,15 @@ def _why(p: argparse.ArgumentParser) -> None:
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '15m', '1h' -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
+    """'90', '90s', '15m', '1h', '30d' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
     try:
         if text and text[-1] in units:
             return float(text[:-1]) * units[text[-1]]
         return float(text)
     except ValueError:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 90s, 15m, 1h)") from None
+        raise ValueError(f"invalid duration {text!r} (use e.g. 90s, 15m, 1h, 30d)") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args)
         if args.command == "diagnose":
             return _diagnose(args)
+        if args.command == "backups":
+            return _backups(args)
         if args.command in ("drift", "report"):
             from . import driftcli
 
@@ -369,5 +388,58 @@ def _diagnose(args: argparse.Namespace) -> int:
     audit.record("run_end", exit_code=code, summary={"hosts": len(results), "problems": sum(bool(r.problems) for r in results),
                                                      "errors": sum(bool(r.error) for r in results)}, interrupted=False)
     text = diagnose.render_json(results) if args.format == "json" else diagnose.render_text(results)
+    print(redactor.text(text))
+    return code
+
+
+def _backups(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from . import api, audit, backups
+    from .errors import InputError, Location
+    from .executor import RunOptions
+    from .inventory import load_inventory
+
+    if not args.env and not args.inventory:
+        raise InputError(f"backups {args.backups_command}: name an ENV (inventory/ENV.yml) or -i FILE")
+    if args.forks < 1:
+        raise InputError("--forks must be at least 1")
+    inv = load_inventory(api.inventory_path(args.env, args.inventory))
+    hosts = inv.select(args.limit or "all", "--limit", Location(inv.path))
+    options = RunOptions()
+    redactor = api.secrets_of(inv, (), options)
+    _REDACT.redactor = redactor
+    log = audit.AuditLog.default()
+    trail = backups.TrailView.of(audit.read_records(log.path))
+    now = time.time()
+    connect = lambda h: api.make_transport(h, options)  # noqa: E731
+    if args.backups_command == "list":
+        outcomes = backups.each_host(hosts, connect, lambda h, t: backups.list_host(h, t, trail, now), args.forks)
+        print(redactor.text(backups.to_json(outcomes) if args.format == "json" else backups.render_list(outcomes)))
+        return EXIT_FAILED if any(o.error for o in outcomes) else 0
+    try:
+        older_than = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise InputError(f"--older-than: {exc}") from None
+    verdict = audit.verify(log.path)
+    if not verdict.ok and not args.force:
+        raise InputError(f"the audit trail {log.path} fails verification ({verdict.problem}); it cannot be trusted "
+                         "to tell which backups a rollback needs (--force to prune anyway)")
+    run = log.start(
+        api.new_run_id(), "prune", redactor, why={"reason": args.reason, "change_ref": args.change_ref},
+        inventory={"path": str(Path(inv.path).resolve()), "sha256": audit.sha256_file(inv.path)},
+        hosts=[h.name for h in hosts], playbooks=[],
+        options={"check": args.check, "force": args.force, "older_than": args.older_than, "limit": args.limit},
+    )
+    outcomes = backups.each_host(
+        hosts, connect,
+        lambda h, t: backups.prune_host(h, t, trail, now, older_than, args.force, args.check, run), args.forks)
+    code = backups.prune_exit_code(outcomes, args.check)
+    run.record("run_end", exit_code=code, interrupted=False, summary={
+        "hosts": len(outcomes), "removed": sum(len(o.removed) for o in outcomes),
+        "failed": sum(bool(o.error) for o in outcomes)})
+    text = backups.to_json(outcomes) if args.format == "json" else backups.render_prune(outcomes, args.check, older_than)
     print(redactor.text(text))
     return code

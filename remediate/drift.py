@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -59,6 +60,9 @@ class Check:
     details: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     diff: str = ""
+    # seconds it took: a playbook check's steps; a health check, its host's one diagnosis (shared by all four)
+    duration: float | None = None
+    file: str = ""  # a playbook check's playbook file
 
     @property
     def key(self) -> str:
@@ -92,6 +96,8 @@ class DriftReport:
     checks: tuple[Check, ...]
     tasks: tuple[TaskState, ...] = ()
     phase: str = "check"  # check | after-fix
+    duration: float | None = None  # seconds, the whole assessment
+    playbooks: tuple[str, ...] = ()  # the playbook files it ran (-p), as given to the check
 
     def exit_code(self) -> DriftExit:
         """1 when any check could not be made, else 2 when anything drifted, else 0; warnings never count."""
@@ -207,19 +213,43 @@ def assess(
     playbook_names: Sequence[str],
     check_run: RunReport | None,
     diagnoses: Iterable[HostDiagnosis] = (),
+    playbook_files: Mapping[str, str] | None = None,
+    diagnosis_seconds: Mapping[str, float] | None = None,
 ) -> DriftReport:
-    """Hosts x checks from a check-mode run (None: no playbooks) and diagnose's results (empty: no health checks)."""
+    """Hosts x checks from a check-mode run (None: no playbooks) and diagnose's results (empty: no health checks).
+
+    `playbook_files` names each playbook check's file; `diagnosis_seconds` how long each host's diagnosis took.
+    """
     by_host: dict[str, list[Check]] = {h: [] for h in hosts}
     tasks: list[TaskState] = []
     results = {h.host: h for h in check_run.hosts} if check_run else {}
     for name in hosts:
         if name in results:
-            by_host[name] += playbook_checks(results[name], playbook_names)
+            by_host[name] += _timed(results[name], playbook_checks(results[name], playbook_names), playbook_files or {})
     for diagnosis in diagnoses:
-        by_host.setdefault(diagnosis.host, []).extend(health_checks(diagnosis))
+        seconds = (diagnosis_seconds or {}).get(diagnosis.host)
+        by_host.setdefault(diagnosis.host, []).extend(replace(c, duration=seconds) for c in health_checks(diagnosis))
         tasks += task_states(diagnosis)
     checks = tuple(c for h in by_host.values() for c in h)
     return DriftReport(env, run_id, started_at, tuple(by_host), checks, tuple(tasks))
+
+
+def _timed(host: HostResult, checks: Iterable[Check], files: Mapping[str, str]) -> list[Check]:
+    """Each playbook check with the time its steps took on the host (None when none ran) and its file."""
+    seconds: dict[str, float] = {}
+    for step in host.steps:
+        name = playbook_check_name(step.where.path)
+        seconds[name] = seconds.get(name, 0.0) + step.duration
+    return [replace(c, duration=seconds.get(c.name), file=files.get(c.name, "")) for c in checks]
+
+
+def shown_path(path: str) -> str:
+    """A playbook path as reports show it: relative to the working directory when under it (CI links it)."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
 
 
 # --- doing it ---------------------------------------------------------------------------------------------------
@@ -269,6 +299,17 @@ class _OnePerHost:
             transport.close()
 
 
+class _Stopwatch:
+    """Hands out each host's kept-open transport to diagnose and notes how long the host's diagnosis held it."""
+
+    def __init__(self, transports: _OnePerHost) -> None:
+        self._transports = transports
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, host: Any) -> Any:
+        return _TimedUse(self._transports(host), host.name, self.seconds)
+
+
 class _KeptOpen:
     """A transport whose close() is left to its owner (the check run and diagnose each close what they get)."""
 
@@ -282,25 +323,45 @@ class _KeptOpen:
         """Kept open for the next user of this host's connection."""
 
 
+class _TimedUse(_KeptOpen):
+    """A kept-open transport whose close() records the seconds since it was handed out."""
+
+    def __init__(self, transport: Any, host: str, seconds: dict[str, float]) -> None:
+        super().__init__(transport)
+        self._host, self._seconds, self._started = host, seconds, time.monotonic()
+
+    def close(self) -> None:
+        """Record how long this user had the host."""
+        self._seconds[self._host] = time.monotonic() - self._started
+
+
 def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_id: str | None = None) -> DriftReport:
     """One drift assessment: the playbooks in check mode, then diagnose on the same hosts."""
     from . import api, diagnose
 
     now = clock or (lambda: datetime.now(timezone.utc))
     started = now()
+    timer = time.monotonic()
     run_id = run_id or api.new_run_id()
     options = _run_options(opts, True, opts.limit)
     loaded = api.load(opts.env, opts.playbooks, options, opts.inventory)
     names = tuple(dict.fromkeys(playbook_check_name(s.where.path) for p in loaded.plays for s in p.steps))
+    files: dict[str, str] = {}
+    for s in (s for p in loaded.plays for s in p.steps):
+        files.setdefault(playbook_check_name(s.where.path), shown_path(s.where.path))
     transports = _OnePerHost(lambda host: api.make_transport(host, options))
+    stopwatch = _Stopwatch(transports)
     try:
         check_run = api.execute(loaded, options, run_id=run_id, transport_factory=lambda host, _: transports(host))
         diagnoses: tuple[HostDiagnosis, ...] = ()
         if opts.health and loaded.hosts:
-            diagnoses = diagnose.diagnose(loaded.inventory, loaded.hosts, transports, opts.forks)
+            diagnoses = diagnose.diagnose(loaded.inventory, loaded.hosts, stopwatch, opts.forks)
     finally:
         transports.close()
-    report = assess(opts.env, run_id, started, tuple(h.name for h in loaded.hosts), names, check_run, diagnoses)
+    report = assess(opts.env, run_id, started, tuple(h.name for h in loaded.hosts), names, check_run, diagnoses,
+                    files, stopwatch.seconds)
+    report = replace(report, duration=time.monotonic() - timer,
+                     playbooks=tuple(shown_path(str(p)) for p in loaded.playbook_paths))
     # masked once, here, so every rendering, the history and the notifications only ever see masked text
     return from_doc(loaded.redactor.data(to_doc(report)))
 
@@ -336,12 +397,14 @@ def to_doc(report: DriftReport) -> dict[str, Any]:
         "hosts": list(report.hosts),
         "checks": [
             {"host": c.host, "check": c.name, "status": c.status.value, "details": list(c.details),
-             "warnings": list(c.warnings), "diff": c.diff}
+             "warnings": list(c.warnings), "diff": c.diff, "duration": c.duration, "file": c.file}
             for c in report.checks
         ],
         "tasks": [t.__dict__ for t in report.tasks],
         "drifted": [c.key for c in report.drifted()],
         "exit_code": int(report.exit_code()),
+        "duration": report.duration,
+        "playbooks": list(report.playbooks),
     }
 
 
@@ -352,9 +415,12 @@ def from_doc(doc: Mapping[str, Any]) -> DriftReport:
         started_at=datetime.fromisoformat(doc["started_at"]),
         hosts=tuple(doc["hosts"]),
         checks=tuple(Check(c["host"], c["check"], CheckStatus(c["status"]), tuple(c["details"]), tuple(c["warnings"]),
-                           c.get("diff", "")) for c in doc["checks"]),
+                           c.get("diff", ""), c.get("duration"), c.get("file", "")) for c in doc["checks"]),
         tasks=tuple(TaskState(**t) for t in doc.get("tasks", ())),
         phase=str(doc.get("phase", "check")),
+        # documents recorded before durations and playbook sets were kept have neither
+        duration=doc.get("duration"),
+        playbooks=tuple(doc.get("playbooks", ())),
     )
 
 

@@ -5,10 +5,11 @@ Kept apart from cli.py so the main parser only gains two lines; heavy imports st
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,16 +39,27 @@ def add_parsers(sub: Any) -> None:
     drift.add_argument("--schedule", metavar="CRON", help='5-field cron schedule, e.g. "*/30 * * * *"')
     drift.add_argument("--root", default="/", metavar="DIR", help="install under DIR instead of / (default /)")
     drift.add_argument("--last", type=int, default=20, metavar="N", help="history: the newest N runs (default 20)")
+    drift.add_argument("--since", metavar="WHEN", help="history: runs started since WHEN (2026-11-24, 2026-11-24T22:00Z, "
+                                                       "or an age: 90m, 24h, 7d)")
     drift.add_argument("-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE")
     drift.add_argument("--forks", type=int, default=10, metavar="N")
     drift.add_argument("--verify-timeout", default="15m", metavar="DURATION", help="--fix: bound on verification waits")
     drift.add_argument("--accept-new-host-keys", action="store_true")
     drift.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
 
-    report = sub.add_parser("report", help="render recorded drift history as one self-contained HTML page")
+    report = sub.add_parser(
+        "report", help="render recorded drift history as one self-contained HTML page",
+        description="The runs of one check set (the playbooks a run checked, with or without health checks): by "
+                    "default the set of the newest run; -p/--no-health select another, as `remediate drift` takes them.",
+    )
     report.add_argument("env", metavar="ENV")
     report.add_argument("--html", required=True, metavar="FILE", help="where to write the page")
     report.add_argument("--last", type=int, default=50, metavar="N", help="the newest N runs (default 50)")
+    report.add_argument("--since", metavar="WHEN", help="runs started since WHEN (2026-11-24, 2026-11-24T22:00Z, "
+                                                        "or an age: 90m, 24h, 7d)")
+    report.add_argument("-p", "--playbook", action="append", default=[], metavar="PLAYBOOK",
+                        help="the runs of these playbooks (as given to drift)")
+    report.add_argument("--no-health", action="store_true", help="the runs made with --no-health")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -62,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         if args.history_env:
             raise InputError(f"unexpected argument {args.history_env!r} (did you mean `remediate drift history "
                              f"{args.history_env}`?)")
+        if args.since:
+            raise InputError("--since goes with `remediate drift history ENV` (or `remediate report`)")
         if args.install or args.uninstall:
             return _install(args)
         return _drift(args)
@@ -180,6 +194,36 @@ def _notify(url: str, report: Any) -> str:
     return f"sent to {url} ({what})"
 
 
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """--since: an ISO date or time (UTC unless it says otherwise) or an age before now (90m, 24h, 7d, 2w)."""
+    from .errors import InputError
+
+    now = now or datetime.now(timezone.utc)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    value = text.strip()
+    try:
+        if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+            return now - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--since: expected a date or time (2026-11-24, 2026-11-24T22:00Z) or an age (90m, 24h, "
+                         f"7d), got {text!r}") from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime | None, str]:
+    """The --last/--since window, and how the report says it."""
+    from .errors import InputError
+
+    if args.last < 1:
+        raise InputError("--last must be at least 1")
+    since = parse_since(args.since) if args.since else None
+    said = f"the newest {args.last} at most"
+    if since is not None:
+        said += f", started since {since.astimezone(timezone.utc):%Y-%m-%d %H:%M:%SZ}"
+    return since, said
+
+
 def _history(args: argparse.Namespace) -> int:
     from . import history
     from .errors import InputError
@@ -188,9 +232,8 @@ def _history(args: argparse.Namespace) -> int:
         raise InputError("usage: remediate drift history ENV")
     if args.format == "junit":
         raise InputError("history supports --format text or json")
-    if args.last < 1:
-        raise InputError("--last must be at least 1")
-    stored = history.runs(args.history_env, args.last)
+    since, _ = _window(args)
+    stored = history.runs(args.history_env, args.last, since=since)
     print(history.render_json(stored) if args.format == "json" else history.render_text(stored, args.history_env))
     return 0
 
@@ -238,12 +281,37 @@ def _install(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from . import history, htmlreport
-    from .errors import InputError
 
-    if args.last < 1:
-        raise InputError("--last must be at least 1")
-    stored = history.runs(args.env, args.last)
+    since, said = _window(args)
+    sets = history.check_sets(args.env, since=since)
+    selection: tuple[str, ...] = ()
+    if args.playbook or args.no_health:
+        chosen = _check_set(args.playbook, not args.no_health)
+        selection = (*(f"-p {p}" for p in args.playbook), *(("--no-health",) if args.no_health else ()))
+    else:
+        chosen = sets[0].check_set if sets else None
+    stored = history.runs(args.env, args.last, since=since, check_set=chosen) if chosen else ()
     target = Path(args.html)
-    target.write_text(htmlreport.render(args.env, stored), encoding="utf-8")
-    print(f"wrote {target} ({len(stored)} run(s) of {args.env})")
+    page = htmlreport.render(args.env, stored, others=sets, window=said, selection=selection)
+    # the page replaces the old one whole or not at all (a browser or a web server may be reading it)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    what = f", {chosen.label()}" if chosen else ""
+    print(f"wrote {target} ({len(stored)} run(s) of {args.env}{what})")
     return 0
+
+
+def _check_set(playbooks: list[str], health: bool) -> Any:
+    """The check set `remediate drift -p ... [--no-health]` records: the playbook checks its files yield."""
+    from . import resources
+    from .drift import PLAYBOOK_PREFIX, playbook_check_name
+    from .history import CheckSet
+    from .playbook import load_playbook
+
+    paths = [resources.find("playbooks", p) for p in (playbooks or ["site"])]
+    names = {playbook_check_name(s.where.path) for path in paths for play in load_playbook(path) for s in play.steps}
+    return CheckSet(tuple(sorted(n[len(PLAYBOOK_PREFIX):] for n in names)), health)

@@ -348,7 +348,12 @@ class HostRunner:
         return not (self.options.skip_tags and tags & set(self.options.skip_tags))
 
     def run_step(self, spec: StepSpec, variables: Mapping[str, Any], notified_paths: tuple[str, ...] = ()) -> StepResult:
-        """One step, or one per item of its `loop:`, folded into one result."""
+        """One step, or one per item of its `loop:`, folded into one result, with the time it took."""
+        started = time.monotonic()
+        result = self._run_step(spec, variables, notified_paths)
+        return replace(result, duration=time.monotonic() - started)
+
+    def _run_step(self, spec: StepSpec, variables: Mapping[str, Any], notified_paths: tuple[str, ...]) -> StepResult:
         if spec.loop is None:
             return self._run_one(spec, variables, notified_paths)
         base = StepResult(spec.name, spec.kind, Status.OK, spec.where)

@@ -82,6 +82,7 @@ def step_json(step: StepResult) -> dict[str, Any]:
         "message": step.message,
         "where": str(step.where),
         "handler": step.handler,
+        "duration": round(step.duration, 3),
     }
     if step.output is not None:
         doc["rc"] = step.output.rc

@@ -58,6 +58,7 @@ class StepResult:
     changed_paths: tuple[str, ...] = ()
     handler: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)
+    duration: float = 0.0  # seconds the executor spent on the step (all attempts and loop items)
 
     @property
     def changed(self) -> bool:

@@ -24,6 +24,8 @@ class Change:
     playbook: str
     play: str
     where: Location = Location("<audit>")
+    mode: str = ""  # the original's mode and owner (uid:gid), for a restore that creates the file again
+    owner: str = ""
 
     @staticmethod
     def from_writes(host: str, writes: Sequence[Mapping[str, Any]], where: Location = Location("<audit>")) -> tuple[Change, ...]:
@@ -38,7 +40,8 @@ class Change:
                 # a file the run created has no backup: rolling back removes it
                 backup = None if w.get("created") else w.get("backup")
                 by_path[path] = Change(host, path, backup, str(w.get("before_sha256")), str(w["after_sha256"]),
-                                       notify, str(w.get("playbook", "")), str(w.get("play", "")), at)
+                                       notify, str(w.get("playbook", "")), str(w.get("play", "")), at,
+                                       str(w.get("before_mode") or ""), str(w.get("before_owner") or ""))
             else:
                 merged = first.notify + tuple(n for n in notify if n not in first.notify)
                 by_path[path] = replace(first, after_sha256=str(w["after_sha256"]), notify=merged)
@@ -93,6 +96,8 @@ def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: 
     start = next((r for r in records if r.get("run_id") == run_id and r.get("event") == "run_start"), None)
     if start is None:
         raise InputError(f"no run {run_id!r} in the audit trail {trail} (see `remediate audit show`)")
+    if start.get("command") == "prune":
+        raise InputError(f"run {run_id} pruned backups: what it removed cannot be put back")
     if start.get("command") not in ("apply", "rollback"):
         raise InputError(f"run {run_id} was a {start.get('command')} run: it changed nothing")
     writes: dict[str, list[Mapping[str, Any]]] = {}
@@ -118,6 +123,7 @@ def restore_spec(change: Change, force: bool, rollback_of: str) -> StepSpec:
     args: dict[str, Any] = {
         "path": change.path, "backup": change.backup, "expected_sha256": change.after_sha256, "force": force,
         "original_sha256": change.original_sha256 if change.backup else None,
+        "mode": change.mode or None, "owner": change.owner or None,
     }
     return StepSpec(
         name=f"restore {change.path} as it was before run {rollback_of}",

@@ -39,10 +39,11 @@ def ok(stdout: bytes = b"", rc: int = 0) -> Handler:
 
 
 class FakeFiles:
-    """Files behind the read/write shell scripts of remediate.facts, kept in a dict."""
+    """Files behind the read/write/remove shell scripts of remediate.facts, kept in a dict; backups under `root`."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], root: str = "/var/lib/remediate/backups") -> None:
         self.files = dict(files)
+        self.root = root
         self.writes: list[str] = []
 
     def attach(self, transport: FakeTransport) -> FakeTransport:
@@ -51,29 +52,25 @@ class FakeFiles:
     def _sh(self, argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
         import hashlib
 
+        from remediate.facts import _READ, _REMOVE, _WRITE
+
         script, args = argv[2], argv[4:]
-        if "stat -c" in script:
-            path = args[0]
+        if script == _READ:
+            path, root = args[0], (args[1] or self.root).encode() + b"\0"
             if path not in self.files:
-                return CommandResult(argv, 0, b"MISSING\n", b"")
-            return CommandResult(argv, 0, b"644 0 0\n" + self.files[path], b"")
-        if "mktemp" in script:
-            path, expected = args[0], args[1]
+                return CommandResult(argv, 0, root + b"MISSING\n", b"")
+            return CommandResult(argv, 0, root + b"644 0 0\n" + self.files[path], b"")
+        if script in (_WRITE, _REMOVE):
+            path, expected, backup = args[0], args[1], args[2]
             current = hashlib.sha256(self.files[path]).hexdigest() if path in self.files else "absent"
             if current != expected:
                 return CommandResult(argv, 75, b"", f"remediate: {path} changed since it was read".encode())
-            backup = args[2]
             if path in self.files and backup not in self.files:
                 self.files[backup] = self.files[path]
-            self.files[path] = stdin or b""
-            self.writes.append(path)
-            return CommandResult(argv, 0, b"", b"")
-        if 'mv -f -- "$f" "$stash"' in script:
-            path, expected, stash = args[0], args[1], args[2]
-            current = hashlib.sha256(self.files[path]).hexdigest() if path in self.files else "absent"
-            if current != expected:
-                return CommandResult(argv, 75, b"", f"remediate: {path} changed since it was read".encode())
-            self.files[stash] = self.files.pop(path)
+            if script == _WRITE:
+                self.files[path] = stdin or b""
+            else:
+                del self.files[path]
             self.writes.append(path)
             return CommandResult(argv, 0, b"", b"")
         raise AssertionError(f"unscripted script: {script[:60]!r}")

@@ -1,26 +1,61 @@
 """File steps: Python-aware edits, lines in files, rendered templates."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..actions import Action, RemoveFile, WriteFile
 from ..errors import StepError
-from ..facts import FileFact, read_file
+from ..facts import FileFact, backup_path, read_file
 from .base import Facts, PlanContext, Probe, Step
 
 
 @dataclass(frozen=True)
 class FileProbe(Probe):
-    """The content, mode and owner of one file."""
+    """The content, mode and owner of one file, and the host's backup root for `backup_dir` ("" = default)."""
 
     path: str
+    backup_dir: str = ""
 
     def gather(self, transport: Any) -> FileFact:
-        return read_file(transport, self.path)
+        return read_file(transport, self.path, self.backup_dir)
 
 
-def _edit(fact: FileFact, edit: Any) -> tuple[Action, ...]:
+@dataclass(frozen=True)
+class FileStep(Step):
+    """A step that writes files: `backup_dir` (from the host variable of that name) says where backups go."""
+
+    backup_dir: str = field(default="", kw_only=True)
+
+    @classmethod
+    def var_defaults(cls, variables: Mapping[str, Any]) -> dict[str, Any]:
+        value = variables.get("backup_dir")
+        return {"backup_dir": value} if isinstance(value, str) and value else {}
+
+    def probe(self, path: str) -> FileProbe:
+        """The probe of one file this step reads."""
+        return FileProbe(path, self.backup_dir)
+
+
+def _inside(path: str, directory: str) -> bool:
+    path, directory = posixpath.normpath(path), posixpath.normpath(directory)
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def check_backup_root(fact: FileFact, ctx: PlanContext) -> None:
+    """Refuse a write whose backups or temporary files would land inside the project (or beside the file)."""
+    backup_path(fact.backup_root, ctx.run_id or "run", fact.path)  # an absolute path and a known root
+    project = ctx.vars.get("compose_dir")
+    for directory in (posixpath.dirname(fact.path), project if isinstance(project, str) and project else None):
+        if directory and directory != "/" and _inside(fact.backup_root, directory):
+            raise StepError(f"backup_dir {fact.backup_root} is inside {directory}: backups and temporary files must "
+                            f"stay outside the compose project, its build contexts and bind mounts; {fact.path} "
+                            "left as it is (set the host variable backup_dir elsewhere)")
+
+
+def _edit(fact: FileFact, edit: Any, ctx: PlanContext) -> tuple[Action, ...]:
     """Decode, apply a pure text edit, validate, and plan a write only if the bytes differ."""
     from .. import textpatch
 
@@ -35,11 +70,12 @@ def _edit(fact: FileFact, edit: Any) -> tuple[Action, ...]:
     content = textpatch.encode(new_text, fmt)
     if content == fact.data:
         return ()
+    check_backup_root(fact, ctx)
     return (WriteFile(fact.path, fact, content, text, new_text),)
 
 
 @dataclass(frozen=True)
-class PythonAssignment(Step):
+class PythonAssignment(FileStep):
     """Ensure a module-level assignment `NAME = value`, found by parsing, replaced in place or inserted.
 
     ```yaml
@@ -59,18 +95,19 @@ class PythonAssignment(Step):
     after: str | None = None
 
     def probes(self) -> tuple[Probe, ...]:
-        return (FileProbe(self.path),)
+        return (self.probe(self.path),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         from ..pyedit import ensure_assignment
 
         if not self.name.isidentifier():
             raise StepError(f"{self.name!r} is not a Python name")
-        return _edit(facts[FileProbe(self.path)], lambda text: ensure_assignment(text, self.name, self.value, after=self.after))
+        return _edit(facts[self.probe(self.path)],
+                     lambda text: ensure_assignment(text, self.name, self.value, after=self.after), ctx)
 
 
 @dataclass(frozen=True)
-class PythonStatement(Step):
+class PythonStatement(FileStep):
     """Ensure a statement inside a function or method (created when the class lacks it), matched by meaning.
 
     ```yaml
@@ -89,19 +126,19 @@ class PythonStatement(Step):
     module: str | None = None
 
     def probes(self) -> tuple[Probe, ...]:
-        return (FileProbe(self.path),)
+        return (self.probe(self.path),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         from ..pyedit import ensure_statement
 
         return _edit(
-            facts[FileProbe(self.path)],
-            lambda text: ensure_statement(text, self.function, self.statement, module=self.module),
+            facts[self.probe(self.path)],
+            lambda text: ensure_statement(text, self.function, self.statement, module=self.module), ctx,
         )
 
 
 @dataclass(frozen=True)
-class LineInFile(Step):
+class LineInFile(FileStep):
     """Ensure a line is present (after/before a unique anchor regex) or absent.
 
     ```yaml
@@ -122,7 +159,7 @@ class LineInFile(Step):
     before: str | None = None
 
     def probes(self) -> tuple[Probe, ...]:
-        return (FileProbe(self.path),)
+        return (self.probe(self.path),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         from ..textpatch import ensure_line
@@ -130,15 +167,15 @@ class LineInFile(Step):
         if self.state not in ("present", "absent"):
             raise StepError(f"state must be 'present' or 'absent', not {self.state!r}")
         return _edit(
-            facts[FileProbe(self.path)],
+            facts[self.probe(self.path)],
             lambda text: ensure_line(
                 text, self.line, state=self.state, regexp=self.regexp, after=self.after, before=self.before
-            ),
+            ), ctx,
         )
 
 
 @dataclass(frozen=True)
-class Template(Step):
+class Template(FileStep):
     """Render a Jinja2 template from templates/ to a file on the host (created when missing).
 
     ```yaml
@@ -156,12 +193,12 @@ class Template(Step):
     mode: str = "644"
 
     def probes(self) -> tuple[Probe, ...]:
-        return (FileProbe(self.dest),)
+        return (self.probe(self.dest),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         from .. import templating, textpatch
 
-        fact: FileFact = facts[FileProbe(self.dest)]
+        fact: FileFact = facts[self.probe(self.dest)]
         rendered = templating.render_file(self.src, ctx.template_path, ctx.vars)
         if fact.exists:
             before, fmt = textpatch.decode(fact.data)
@@ -170,21 +207,24 @@ class Template(Step):
             before, content = "", rendered.encode()
         if fact.exists and content == fact.data:
             return ()
+        check_backup_root(fact, ctx)
         return (WriteFile(self.dest, fact, content, before, rendered, self.mode),)
 
 
 @dataclass(frozen=True)
-class RestoreBackup(Step):
+class RestoreBackup(FileStep):
     """Put back a file's original from its backup, refusing a file changed since (`expected_sha256`) unless `force`.
 
-    Without `backup`, the file did not exist before: it is moved aside. `remediate rollback` writes these steps
-    from the audit trail; a playbook may use one too.
+    Without `backup`, the file did not exist before: it is removed (and kept in this run's backups).
+    `mode` and `owner` (uid:gid) are what a file that has to be created again gets (backups are 0600; the
+    audit trail records the original's). `remediate rollback` writes these steps from the audit trail; a
+    playbook may use one too.
 
     ```yaml
     - name: settings as they were before run 20261124T101500Z-1a2b3c
       restore_backup:
         path: /srv/edms/backend/edms/settings/base.py
-        backup: /srv/edms/backend/edms/settings/base.py.remediate-20261124T101500Z-1a2b3c.bak
+        backup: /var/lib/remediate/backups/20261124T101500Z-1a2b3c/srv/edms/backend/edms/settings/base.py
         expected_sha256: 9f2c...   # what that run left; anything else was changed by someone since
     ```
     """
@@ -195,14 +235,16 @@ class RestoreBackup(Step):
     expected_sha256: str | None = None
     original_sha256: str | None = None
     force: bool = False
+    mode: str | None = None
+    owner: str | None = None
 
     def probes(self) -> tuple[Probe, ...]:
-        return (FileProbe(self.path),) + ((FileProbe(self.backup),) if self.backup else ())
+        return (self.probe(self.path),) + ((self.probe(self.backup),) if self.backup else ())
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        current: FileFact = facts[FileProbe(self.path)]
+        current: FileFact = facts[self.probe(self.path)]
         if self.backup:
-            saved: FileFact = facts[FileProbe(self.backup)]
+            saved: FileFact = facts[self.probe(self.backup)]
             if not saved.exists:
                 raise StepError(f"backup {self.backup} is missing; {self.path} left as it is")
             if self.original_sha256 and saved.sha256 != self.original_sha256 and not self.force:
@@ -211,10 +253,13 @@ class RestoreBackup(Step):
             if current.exists and current.data == saved.data:
                 return ()
             self._refuse_if_changed(current)
-            return (WriteFile(self.path, current, saved.data, _text(current), _text(saved), saved.mode or "644"),)
+            check_backup_root(current, ctx)
+            return (WriteFile(self.path, current, saved.data, _text(current), _text(saved),
+                              self.mode or saved.mode or "644", self.owner or ""),)
         if not current.exists:
             return ()
         self._refuse_if_changed(current)
+        check_backup_root(current, ctx)
         return (RemoveFile(self.path, current, _text(current)),)
 
     def _refuse_if_changed(self, current: FileFact) -> None:

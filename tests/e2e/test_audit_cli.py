@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, Sshd, remediate
-from tests.e2e.test_ssh_cli import APPS, PLAYBOOK, SETTINGS, hosts, snapshot, write_inventory  # noqa: F401
+from tests.e2e.test_ssh_cli import APPS, PLAYBOOK, SETTINGS, backups, hosts, remediate_files, snapshot, write_inventory  # noqa: F401
 
 pytestmark = pytest.mark.ssh
 
@@ -330,8 +330,10 @@ def test_canary_secret_appears_in_no_output(
     # the secret reached the host where it was needed
     reload_log = (project / "reload.log").read_text()
     assert f"reloaded with {CANARY}" in reload_log
-    backups = list((project / "edms" / "settings").glob("base.py.remediate-*.bak"))
-    assert any(CANARY.encode() in b.read_bytes() for b in backups), "the rollback's backup keeps the file it replaced"
+    kept = [p for p in backups(inventory).rglob("base.py") if p.is_file()]
+    assert any(CANARY.encode() in b.read_bytes() for b in kept), "the rollback's backup keeps the file it replaced"
+    assert all(b.stat().st_mode & 0o077 == 0 for b in kept), "a backup holding a secret is readable by its owner only"
+    assert remediate_files(project) == []
 
 
 def test_diagnose_is_audited_with_who_it_reached(

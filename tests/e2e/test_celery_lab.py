@@ -9,6 +9,7 @@ proves verification is honest when it cannot succeed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -45,6 +46,12 @@ def containers(stack: LabStack) -> dict[str, tuple[str, str]]:
 
 def sources(stack: LabStack) -> dict[str, bytes]:
     return {rel: (stack.dir / rel).read_bytes() for rel in (SETTINGS, APPS)}
+
+
+def project_tree(stack: LabStack) -> dict[str, str]:
+    """Every file of the compose project, build contexts included: relative path -> sha256."""
+    return {str(p.relative_to(stack.dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in stack.dir.rglob("*") if p.is_file()}
 
 
 def codes(diagnosis: dict[str, object]) -> set[str]:
@@ -111,7 +118,7 @@ def test_diagnose_check_apply_diagnose_apply_again(versions: Versions, tmp_path:
     # a stack started seconds ago has tasks whose last due time predates beat: "pending", not yet "never_run"
     assert re.search(r"task 'lab-heartbeat' \[(pending|never_run)\] .* last run never, runs 0", text.stdout), text.stdout
 
-    before_files, before_containers = sources(stack), containers(stack)
+    before_files, before_containers, before_tree = sources(stack), containers(stack), project_tree(stack)
     check = remediate("apply", "lab", "-i", inventory, "--check", "--diff")
     assert check.returncode == 2, check.stdout + check.stderr
     assert f"--- lab:{stack.dir / SETTINGS}" in check.stdout
@@ -169,6 +176,11 @@ def test_diagnose_check_apply_diagnose_apply_again(versions: Versions, tmp_path:
         # written to the trail before it was made, with the row's before and after
         intent = shown.index(f"intent [{DISABLE_STEP}] PeriodicTask {FEB31!r}: enabled true -> false")
         assert intent < shown.index(f"result [{DISABLE_STEP}] ok") and "    -enabled: true" in shown[intent:]
+    tree = project_tree(stack)
+    assert sorted(tree) == sorted(before_tree), "apply added (or removed) a file in the project: a backup or temp file?"
+    assert {rel for rel in tree if tree[rel] != before_tree[rel]} == {SETTINGS, APPS}
+    in_image = stack.exec("celery_beat", "find", "/app", "-name", "*remediate*")
+    assert in_image.returncode == 0 and in_image.stdout.strip() == "", "the rebuilt image carries a backup"
 
     clean = remediate("diagnose", "lab", "-i", inventory, "--format", "json")
     assert clean.returncode == 0, clean.stdout
@@ -196,6 +208,7 @@ def test_diagnose_check_apply_diagnose_apply_again(versions: Versions, tmp_path:
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert sources(stack) == before_files, "rollback did not restore the original files byte for byte"
     assert enabled(stack, FEB31), "rollback did not re-enable the row the run disabled"
+    assert project_tree(stack) == before_tree, "after the rollback the project is exactly as it was"
     reloaded = containers(stack)
     assert reloaded["celery_beat"][0] > after["celery_beat"][0] and reloaded["celery_worker"][0] > after["celery_worker"][0]
     assert "CELERY_BEAT_SCHEDULER" not in stack.exec("celery_beat", "cat", "/app/edms/settings/base.py").stdout

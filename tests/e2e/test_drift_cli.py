@@ -110,14 +110,21 @@ def test_drift_names_the_change_records_history_and_fix_ends_clean(
 def test_junit_output_has_one_case_per_host_and_check(tmp_path: Path, sshd: Sshd, hosts: dict[str, Path], env: dict[str, str]) -> None:  # noqa: F811
     from junitparser import Failure, JUnitXml
 
+    from tests.unit.test_junit import validate
+
     inventory = write_inventory(tmp_path / "inv.yml", sshd, hosts)
     out = drift(inventory, env, "--format", "junit")
     assert out.returncode == 2
+    validate(out.stdout)  # the Jenkins xunit plugin's junit-10.xsd
     (tmp_path / "drift.xml").write_text(out.stdout)
     xml = JUnitXml.fromfile(str(tmp_path / "drift.xml"))
-    cases = [(suite.name, case.name, [type(r) for r in case.result]) for suite in xml for case in suite]
-    assert cases == [(h, "playbook:drift", [Failure]) for h in ("web-1", "web-2", "web-3")]
+    cases = [(suite.name, case.classname, case.name, [type(r) for r in case.result]) for suite in xml for case in suite]
+    shown = str(PLAYBOOK.relative_to(ROOT))  # the suite runs the CLI from the checkout: the path is relative to it
+    assert cases == [(f"{h}: {shown}", f"x.{h}", "playbook:drift", [Failure]) for h in ("web-1", "web-2", "web-3")]
     assert xml.failures == 3 and xml.errors == 0 and xml.tests == 3
+    assert [suite._elem.get("file") for suite in xml] == [shown] * 3
+    # each case's time is its steps' time on that host, measured: a real SSH round trip is never 0.000
+    assert all(0 < case.time < 60 for suite in xml for case in suite)
 
 
 def test_notify_posts_only_when_drift_appears_or_clears(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from tests import lab
 from tests.conftest import Sshd, remediate, running_lab
-from tests.e2e.test_drift_report import Visible, browse
+from tests.e2e.test_drift_report import dom, screenshot
 
 pytestmark = [pytest.mark.lab, pytest.mark.ssh]
 
@@ -72,11 +73,17 @@ def test_drift_on_the_broken_lab_names_both_faults_and_the_never_run_tasks(
     (tmp_path / "drift.xml").write_text(junit.stdout)
     from junitparser import JUnitXml
 
+    from tests.unit.test_junit import validate
+
+    validate(junit.stdout)  # the Jenkins xunit plugin's junit-10.xsd
+
     xml = JUnitXml.fromfile(str(tmp_path / "drift.xml"))
     assert xml.tests == 6 and xml.failures >= 5 and xml.errors == 0
 
 
-def test_fix_repairs_the_broken_lab_and_the_next_drift_is_clean(tmp_path: Path, sshd: Sshd, fresh: lab.LabStack) -> None:
+def test_fix_repairs_the_broken_lab_and_the_next_drift_is_clean(
+    tmp_path: Path, sshd: Sshd, fresh: lab.LabStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     inventory = fresh.inventory(tmp_path / "lab.yml", sshd)
     env = {"REMEDIATE_STATE_DIR": str(tmp_path / "state")}
     code, doc, err = drift_json(inventory, env, "--fix")
@@ -97,10 +104,20 @@ def test_fix_repairs_the_broken_lab_and_the_next_drift_is_clean(tmp_path: Path, 
     verdicts = [line.split()[4] for line in history.stdout.splitlines()]
     assert verdicts == ["drift", "clean", "clean"], history.stdout
 
+    # the report of these three real runs: the fleet matrix, the trend chart, the per-host detail
     page = tmp_path / "report.html"
     assert remediate("report", "lab", "--html", str(page), env=env).returncode == 0
-    dom = browse(tmp_path, page, "--dump-dom")
-    seen = Visible()
-    seen.feed(dom.stdout)
-    lines = seen.lines()
-    assert "|beat_scheduler|✗|✓|✓|ok" in lines and "|tasks_registered|✗|✓|✓|ok" in lines, lines
+    root, lines, loads = dom(tmp_path, page)
+    assert loads == []
+    (row,) = root.by_id("fleet").all("tbody")[0].all("tr")
+    assert [td.text() for td in row.all("td", "cell")] == ["✓"] * 6 and row.all("td", "state")[0].text() == "clean"
+    assert [a.text() for a in row.all("a", "s")] == ["✗", "✓", "✓"]  # drift, then clean after --fix, clean again
+    assert root.by_id("count-clean").text().startswith("1 clean")
+    assert len(root.by_id("panel-drift").all("rect")) == 3
+    assert "tasks_ran: ok on 1 host(s)" in root.by_id("checked").text()
+    assert "never_fires: PeriodicTask 'Send Test Email'" in root.by_id("host-lab").text()  # a warning, not drift
+    verdicts = [r.all("td")[3].text() for r in root.by_id("runs").all("tbody")[0].all("tr")]
+    assert verdicts == ["clean", "clean", "drift"]
+    durations = [r.all("td")[2].text() for r in root.by_id("runs").all("tbody")[0].all("tr")]
+    assert all(re.fullmatch(r"\d+\.\d s|\d+ min \d\d s", d) for d in durations), durations
+    screenshot(tmp_path, page, "lab-report.png", "1100,1500", capsys)

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.ssh
 
 
 def write_inventory(path: Path, sshd: Sshd, hosts: dict[str, Path], overrides: dict[str, dict[str, object]] | None = None) -> Path:
+    """Hosts reaching their projects through the suite's sshd; backups in BACKUPS beside the inventory."""
     lines = ["hosts:"]
     for i, (name, project) in enumerate(hosts.items()):
         spec: dict[str, object] = {
@@ -31,7 +32,7 @@ def write_inventory(path: Path, sshd: Sshd, hosts: dict[str, Path], overrides: d
         spec.update((overrides or {}).get(name, {}))
         lines.append(f"  {name}:")
         lines += [f"    {k}: {json.dumps(v)}" for k, v in spec.items()]
-        lines.append(f"    vars: {{project_dir: {json.dumps(str(project))}}}")
+        lines.append(f"    vars: {{project_dir: {json.dumps(str(project))}, backup_dir: {json.dumps(str(backups(path)))}}}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -43,6 +44,21 @@ def hosts(tmp_path: Path) -> dict[str, Path]:
     for name in ("web-1", "web-2", "web-3"):
         out[name] = Path(shutil.copytree(FIXTURES / "project", tmp_path / name))
     return out
+
+
+def backups(inventory: Path) -> Path:
+    """The backup_dir write_inventory gives every host: outside each project."""
+    return inventory.parent / "backups"
+
+
+def backup_of(inventory: Path, run_id: str, path: Path) -> Path:
+    """Where run_id keeps the original of path: BACKUP_DIR/RUN_ID/ mirroring the absolute path."""
+    return backups(inventory) / run_id / path.relative_to("/")
+
+
+def remediate_files(project: Path) -> list[Path]:
+    """Anything named like remediate's own files inside a project (backups, temp files): must be none."""
+    return [p for p in project.rglob("*") if "remediate" in p.name]
 
 
 def snapshot(hosts: dict[str, Path]) -> dict[str, bytes]:
@@ -76,9 +92,10 @@ def test_check_apply_apply_again(tmp_path: Path, sshd: Sshd, hosts: dict[str, Pa
         assert "        import apps.audit.signals  # noqa\n        import apps.audit.integrity_tasks  # noqa\n" \
                in (project / APPS).read_text()
         assert (project / "restarts.log").read_text() == "restarted\n"  # the handler ran once for two notifications
-        backups = sorted(p.name for p in (project / "edms" / "settings").glob("base.py.remediate-*.bak"))
-        assert len(backups) == 1 and backups[0].endswith(f"{doc['run_id']}.bak")
-        assert (project / "edms/settings" / backups[0]).read_bytes() == before[f"{project.name}/{SETTINGS}"]
+        backup = backup_of(inventory, doc["run_id"], project / SETTINGS)
+        assert backup.read_bytes() == before[f"{project.name}/{SETTINGS}"]
+        assert backup.stat().st_mode & 0o777 == 0o600 and backup.parent.stat().st_mode & 0o777 == 0o700
+        assert remediate_files(project) == [], "no backup or temp file inside the project"
     after_first = snapshot(hosts)
 
     again = remediate("apply", "x", "-i", str(inventory), "-p", str(PLAYBOOK))

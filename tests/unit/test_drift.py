@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from remediate import celery as cel
-from remediate import drift, history, junit, notify
+from remediate import drift, history, notify
 from remediate.diagnose import Finding, HostDiagnosis
 from remediate.drift import Check, CheckStatus, DriftExit
 from remediate.errors import Location
@@ -136,26 +136,6 @@ def test_documents_round_trip() -> None:
                     healthy("web-1", Finding("warning", "never_fires", "w")))
     again = drift.from_doc(json.loads(json.dumps(drift.to_doc(report))))
     assert again == report
-
-
-def test_junit_one_case_per_host_and_check(tmp_path: Path) -> None:
-    from junitparser import Error, Failure, JUnitXml
-
-    report = assess(
-        run(HostResult("web-1", Status.WOULD_CHANGE, (step(Status.WOULD_CHANGE),)),
-            HostResult("web-2", Status.UNREACHABLE, (), "refused")),
-        healthy("web-1", Finding("warning", "never_fires", "manual <only> & fine")), healthy("web-2", error="unreachable"),
-        hosts=("web-1", "web-2"),
-    )
-    path = tmp_path / "j.xml"
-    path.write_text(junit.render(report))
-    xml = JUnitXml.fromfile(str(path))
-    cases = {(s.name, c.name): [type(r) for r in c.result] for s in xml for c in s}
-    assert len(cases) == 2 * 6
-    assert cases[("web-1", NAMES[0])] == [Failure] and cases[("web-1", "tasks_ran")] == []
-    assert cases[("web-2", "containers")] == [Error]
-    assert (xml.tests, xml.failures, xml.errors) == (12, 1, 6)
-    assert "manual <only> & fine" in path.read_text().replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _report(*checks: Check) -> drift.DriftReport:

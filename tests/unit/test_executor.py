@@ -84,3 +84,23 @@ def test_anchor_matching_several_lines_fails_the_step(tmp_path: Path) -> None:
     assert result.status == Status.FAILED
     assert "/etc/app.conf" in result.steps[0].message and "1, 2" in result.steps[0].message
     assert files.writes == []
+
+
+def test_each_step_carries_the_time_it_took(tmp_path: Path) -> None:
+    import time
+
+    from remediate.report import step_json
+    from remediate.transport.base import CommandResult
+
+    files = FakeFiles({"/etc/app.conf": b"# settings\n"})
+
+    def slow_echo(argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
+        time.sleep(0.05)  # the host takes a while to answer this step's command
+        return ok(b"0\n")(argv, stdin)
+
+    t = files.attach(FakeTransport()).on(("probe",), ok()).on(("echo",), slow_echo).on(("reload-app",), ok())
+    result = runner(tmp_path, t, False, []).run()
+    durations = {s.name: s.duration for s in result.steps}
+    assert durations["uses the registered value"] >= 0.05
+    assert all(d >= 0 for d in durations.values()) and sum(durations.values()) < 30
+    assert step_json(result.steps[-2])["duration"] == round(durations["uses the registered value"], 3)

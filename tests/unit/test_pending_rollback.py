@@ -11,7 +11,7 @@ from remediate.actions import RemoveFile, WriteFile
 from remediate.audit import AuditError, AuditLog, RunAudit, read_records
 from remediate.errors import InputError, StepError
 from remediate.executor import HostRunner, RunOptions
-from remediate.facts import FileFact
+from remediate.facts import _WRITE, FileFact
 from remediate.inventory import Host
 from remediate.pending import PendingStore
 from remediate.playbook import load_playbook
@@ -83,7 +83,8 @@ def test_failed_verification_rolls_back_and_reloads_when_the_play_says_so(tmp_pa
     result = runner(tmp_path, t, plays, "run1").run()
     assert result.status == Status.FAILED
     assert files.files["/etc/app.conf"] == b"# settings\n"
-    assert files.files["/etc/app.conf.remediate-run1.bak"] == b"# settings\n"
+    assert files.files["/var/lib/remediate/backups/run1/etc/app.conf"] == b"# settings\n"
+    assert not [p for p in files.files if p.startswith("/etc/") and p != "/etc/app.conf"], "nothing beside the file"
     assert t.calls.count(("reload-app",)) == 1, "the reload runs once, for the restored file"
     assert [s.name for s in result.steps] == ["set A", "probe", "restore /etc/app.conf as it was before run run1", "reload"]
     assert any("rolled back 1 file(s)" in n for n in result.notices)
@@ -127,11 +128,12 @@ def test_intent_before_and_result_after_each_change(tmp_path: Path) -> None:
     intent = read_records(tmp_path / "state" / "audit.jsonl")[2]
     assert intent["before_sha256"] == hashlib.sha256(b"# settings\n").hexdigest()
     assert intent["after_sha256"] == hashlib.sha256(b"# settings\nA=1\n").hexdigest()
-    assert "+A=1" in intent["diff"] and intent["backup"] == "/etc/app.conf.remediate-run1.bak"
+    assert "+A=1" in intent["diff"] and intent["backup"] == "/var/lib/remediate/backups/run1/etc/app.conf"
+    assert (intent["backup_dir"], intent["before_mode"], intent["before_owner"]) == ("/var/lib/remediate/backups", "644", "0:0")
 
 
-def fact(path: str, data: bytes | None) -> FileFact:
-    return FileFact(path, data is not None, data or b"", "640" if data is not None else "")
+def fact(path: str, data: bytes | None, root: str = "/backups") -> FileFact:
+    return FileFact(path, data is not None, data or b"", "640" if data is not None else "", backup_root=root)
 
 
 def sha(data: bytes) -> str:
@@ -149,6 +151,9 @@ CASES = {
                        "changed since it was made"),
     "created: removed": (dict(expected_sha256=sha(b"new")), b"new", None, RemoveFile),
     "created: already gone": (dict(expected_sha256=sha(b"new")), None, None, None),
+    # backups are 0600: a file created again gets the original's mode and owner, recorded in the trail
+    "removed since, recreated with the recorded mode": (
+        dict(backup="/f.bak", expected_sha256=sha(b"new"), force=True, mode="755", owner="12:34"), None, b"old", WriteFile),
 }
 
 
@@ -168,7 +173,8 @@ def test_restore_backup_plans(case: str) -> None:
     (action,) = actions
     assert isinstance(action, expect)
     if isinstance(action, WriteFile):
-        assert action.content == saved and action.mode == "640"
+        assert action.content == saved
+        assert (action.mode, action.owner) == (args.get("mode", "640"), args.get("owner", ""))
 
 
 def test_rollback_plan_keeps_the_first_original_and_the_last_result_per_file() -> None:
@@ -176,7 +182,7 @@ def test_rollback_plan_keeps_the_first_original_and_the_last_result_per_file() -
              "playbooks": [{"path": "/p.yml", "sha256": "x"}]}
     def write(seq: int, before: str, after: str, notify: list[str]) -> dict[str, Any]:
         return {"seq": seq, "run_id": "r1", "event": "result", "outcome": "ok", "type": "write", "host": "h",
-                "path": "/f", "backup": "/f.remediate-r1.bak", "before_sha256": before, "after_sha256": after,
+                "path": "/f", "backup": "/b/r1/f", "before_sha256": before, "after_sha256": after,
                 "created": False, "notify": notify, "playbook": "/p.yml", "play": "app"}
     plan = plan_from_records([start, write(2, "a", "b", ["x"]), write(3, "b", "c", ["y"])], "r1", "/t")
     (change,) = plan.changes
@@ -211,7 +217,7 @@ def test_interrupt_during_a_write_lets_it_finish_and_starts_nothing_after(tmp_pa
     holder: list[HostRunner] = []
 
     def write_then_signal(argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
-        if "mktemp" in argv[2]:
+        if argv[2] == _WRITE:
             holder[0].interrupt()  # SIGINT arrives while the write is on the wire
         return files._sh(argv, stdin)
 
