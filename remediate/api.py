@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import resources, templating
-from .audit import AuditError, AuditLog, RunAudit, sha256_file
-from .errors import InputError, Location
-from .executor import Events, HostRunner, Interrupt, NoEvents, RunOptions
-from .inventory import Host, Inventory, load_inventory
-from .pending import PendingStore
-from .playbook import Play, StepSpec, load_playbook
-from .redact import MIN_SECRET_LENGTH, Redactor, ShortSecret, redactor_for
-from .results import HostResult, RunReport, Status
+from .inputs import resources, templating
+from .core.audit import AuditError, AuditLog, RunAudit, sha256_file
+from .core.errors import InputError, Location
+from .engine.host import Events, HostRunner, Interrupt, NoEvents, RunOptions
+from .inputs.inventory import Host, Inventory, load_inventory
+from .engine.pending import PendingStore
+from .inputs.playbook import Play, StepSpec, load_playbook
+from .core.redact import MIN_SECRET_LENGTH, Redactor, ShortSecret, redactor_for
+from .core.results import HostResult, RunReport, Status
 from .transport.base import Transport
 
 MAGIC_VARS = {"inventory_hostname", "run_id", "result"}
@@ -239,8 +239,8 @@ def prepare_rollback(
     verify: bool = True,
 ) -> Loaded:
     """The plays undoing run_id, from the verified trail: restore files, their handlers, the verifications."""
-    from . import audit as audit_mod
-    from .rollback import plan_from_records, rollback_plays
+    from .core import audit as audit_mod
+    from .engine.rollback import plan_from_records, rollback_plays
 
     log = log or AuditLog.default()
     verdict = audit_mod.verify(log.path)

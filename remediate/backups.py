@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RemediateError, StepError
-from .facts import _ROOT, _SWEEP
-from .inventory import Host
-from .rollback import Change
+from .core.errors import RemediateError, StepError
+from .facts.files import _ROOT, _SWEEP
+from .inputs.inventory import Host
+from .engine.rollback import Change
 from .transport.base import Transport
 
 # Args: backup_dir. The root, then per run directory R\0RUN\0MTIME\0 and its files F\0PATH\0SIZE\0,

@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any, cast
 
 from . import celery as cel
-from . import compose as cf
-from . import resources, templating
-from .errors import RemediateError, StepError, Unreachable
-from .inventory import Host, Inventory
+from .facts import compose as cf
+from .inputs import resources, templating
+from .core.errors import RemediateError, StepError, Unreachable
+from .inputs.inventory import Host, Inventory
 from .steps.celery import SourceTree, _parse_registered
 from .steps.compose import exec_action, run_query
 from .transport.base import Transport

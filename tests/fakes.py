@@ -39,7 +39,7 @@ def ok(stdout: bytes = b"", rc: int = 0) -> Handler:
 
 
 class FakeFiles:
-    """Files behind the read/write/remove shell scripts of remediate.facts, kept in a dict; backups under `root`."""
+    """Files behind the read/write/remove shell scripts of remediate.facts.files, kept in a dict; backups under `root`."""
 
     def __init__(self, files: dict[str, bytes], root: str = "/var/lib/remediate/backups") -> None:
         self.files = dict(files)
@@ -52,7 +52,7 @@ class FakeFiles:
     def _sh(self, argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
         import hashlib
 
-        from remediate.facts import _READ, _REMOVE, _WRITE
+        from remediate.facts.files import _READ, _REMOVE, _WRITE
 
         script, args = argv[2], argv[4:]
         if script == _READ:

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .. import schema
-from ..actions import Action
-from ..errors import InputError, Location
-from ..yamlio import YMap
+from ..inputs import schema
+from ..actions.base import Action
+from ..core.errors import InputError, Location
+from ..inputs.yamlio import YMap
 
 
 class Probe:

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import celery as cel
-from .. import compose as cf
-from ..actions import Action, ExecContext, Outcome
-from ..errors import StepError, tail_lines
-from ..results import CommandOutput
+from ..facts import compose as cf
+from ..actions.base import Action, ExecContext, Outcome
+from ..core.errors import StepError, tail_lines
+from ..core.results import CommandOutput
 from .base import Facts, PlanContext, Probe, Step
 from .compose import ComposeStep, Report, exec_action, query_result
 
@@ -271,7 +271,7 @@ class CeleryTasksRun(ComposeStep):
     grace: float = 60.0
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from .. import templating
+        from ..inputs import templating
 
         f = self.facts_of(facts)
         f.model.service(self.service)

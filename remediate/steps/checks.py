@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import templating
-from ..actions import Action, ExecContext, Outcome
-from ..errors import StepError
+from ..inputs import templating
+from ..actions.base import Action, ExecContext, Outcome
+from ..core.errors import StepError
 from .base import Facts, PlanContext, Step
 
 

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions import Action, RunCommand
+from ..actions.base import Action, RunCommand
 from .base import Facts, PlanContext, Probe, Step
 
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import compose as cf
-from ..actions import Action, ExecContext, Outcome, RunCommand
-from ..errors import StepError
-from ..results import CommandOutput
+from ..facts import compose as cf
+from ..actions.base import Action, ExecContext, Outcome, RunCommand
+from ..core.errors import StepError
+from ..core.results import CommandOutput
 from .base import Facts, PlanContext, Probe, Step
 
 
@@ -470,7 +470,7 @@ def query_result(stdout: str, stderr: str = "", rc: int | None = 0, what: str = 
     """
     import json
 
-    from ..errors import tail_lines
+    from ..core.errors import tail_lines
 
     for line in reversed(stdout.splitlines()):
         if line.startswith(MARKER):
@@ -534,7 +534,7 @@ class DjangoQuery(ComposeStep):
     timeout: float | None = 300.0
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from .. import templating
+        from ..inputs import templating
 
         f = self.facts_of(facts)
         f.model.service(self.service)

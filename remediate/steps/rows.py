@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import compose as cf
-from ..actions import Action, ExecContext, Outcome
-from ..errors import StepError
+from ..facts import compose as cf
+from ..actions.base import Action, ExecContext, Outcome
+from ..core.errors import StepError
 from .base import Facts, PlanContext, Probe
 from .compose import ComposeStep, exec_action, run_query
 
@@ -21,7 +21,7 @@ TEMPLATE = "django_rows.py.j2"
 
 
 def _script() -> str:
-    from .. import resources, templating
+    from ..inputs import resources, templating
 
     return templating.render_file(TEMPLATE, resources.template_path(), {})
 

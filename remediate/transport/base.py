@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import CommandFailed
+from ..core.errors import CommandFailed
 
 
 @dataclass(frozen=True)

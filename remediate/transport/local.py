@@ -5,7 +5,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from ..errors import CommandFailed
+from ..core.errors import CommandFailed
 from .base import CommandResult
 
 

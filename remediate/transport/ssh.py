@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandFailed, Interrupted, Unreachable
+from ..core.errors import CommandFailed, Interrupted, Unreachable
 from .base import CommandResult, shell_command
 
 if TYPE_CHECKING:
     import paramiko
 
-    from ..inventory import Host
+    from ..inputs.inventory import Host
 
 _known_hosts_lock = threading.Lock()
 _parsed_lock = threading.Lock()

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from remediate.compose import decide_reload, parse_containers, parse_model
-from remediate.errors import StepError
+from remediate.facts.compose import decide_reload, parse_containers, parse_model
+from remediate.core.errors import StepError
 
 CONFIG = {
     "name": "edms",

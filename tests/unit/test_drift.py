@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from remediate import celery as cel
-from remediate import drift, history, notify
+from remediate import drift
+from remediate.drift import history, notify
 from remediate.diagnose import Finding, HostDiagnosis
 from remediate.drift import Check, CheckStatus, DriftExit
-from remediate.errors import Location
-from remediate.results import HostResult, RunReport, Status, StepResult
+from remediate.core.errors import Location
+from remediate.core.results import HostResult, RunReport, Status, StepResult
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 SITE = "/x/playbooks/celery-beat-database-scheduler.yml"
@@ -176,7 +177,7 @@ def test_notification_payload_is_slack_compatible() -> None:
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1:80", "http:///path", ""])
 def test_notify_url_must_be_http(url: str) -> None:
-    from remediate.errors import InputError
+    from remediate.core.errors import InputError
 
     with pytest.raises(InputError, match="--notify expects"):
         notify.check_url(url)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from remediate import drift, junit
+from remediate import drift
+from remediate.drift import junit
 from remediate.diagnose import Finding, HostDiagnosis
 from remediate.drift import Check, CheckStatus, DriftReport
-from remediate.errors import Location
-from remediate.results import HostResult, RunReport, Status, StepResult
+from remediate.core.errors import Location
+from remediate.core.results import HostResult, RunReport, Status, StepResult
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "junit-10.xsd"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from remediate import drift, history, htmlreport
+from remediate import drift
+from remediate.drift import history, html as htmlreport
 from remediate.diagnose import Finding, HostDiagnosis
 from remediate.drift import Check, CheckStatus, DriftReport
-from remediate.driftcli import parse_since
-from remediate.errors import InputError, Location
-from remediate.history import CheckSet
-from remediate.results import HostResult, RunReport, Status, StepResult
+from remediate.cli.drift import parse_since
+from remediate.core.errors import InputError, Location
+from remediate.drift.history import CheckSet
+from remediate.core.results import HostResult, RunReport, Status, StepResult
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 OK, DRIFT, ERROR = CheckStatus.OK, CheckStatus.DRIFT, CheckStatus.ERROR

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, RemediateError
+from ..core.errors import InputError, RemediateError
 
 DOW_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 FIELDS = ("minute", "hour", "day of month", "month", "day of week")
@@ -49,7 +49,7 @@ def parse_schedule(text: str) -> CronSchedule:
                          f"got {len(fields)} in {text!r}")
     from croniter import croniter  # type: ignore[import-untyped]
 
-    from .celery import cron_never_fires
+    from ..celery import cron_never_fires
 
     expr = " ".join(fields)
     try:
@@ -150,7 +150,7 @@ def systemd_quote(value: str) -> str:
 
 def render(kind: Kind, job: Job) -> dict[str, str]:
     """File name (relative to the root) -> content, from the templates under templates/drift/."""
-    from . import resources, templating
+    from ..inputs import resources, templating
 
     _checked(job)
     variables: dict[str, object] = {

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import timezone
 
-from .drift import PLAYBOOK_PREFIX, Check, CheckStatus, DriftReport
+from .model import PLAYBOOK_PREFIX, Check, CheckStatus, DriftReport
 
 
 def _seconds(value: float | None) -> str | None:

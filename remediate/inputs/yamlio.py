@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputError, Location
+from ..core.errors import InputError, Location
 
 
 class YMap(dict[str, Any]):

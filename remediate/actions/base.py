@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .facts import FileFact, backup_path, remove_file, write_file
-from .results import CommandOutput
-from .transport.base import Transport
+from ..facts.files import FileFact, backup_path, remove_file, write_file
+from ..core.results import CommandOutput
+from ..transport.base import Transport
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import pyedit
+from ..edits import pyedit
 
 DATABASE_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 GRACE = timedelta(seconds=60)

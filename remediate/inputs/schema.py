@@ -5,7 +5,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import InputError, Location
+from ..core.errors import InputError, Location
 from .yamlio import YList, YMap
 
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import schema
-from .errors import InputError, Location
+from ..core.errors import InputError, Location
 from .yamlio import YMap, load_file
 
 HOST_KEYS = ("address", "port", "user", "identity_file", "known_hosts", "connection", "vars")

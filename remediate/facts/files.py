@@ -12,8 +12,8 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 
-from .errors import StepError
-from .transport.base import Transport
+from ..core.errors import StepError
+from ..transport.base import Transport
 
 ABSENT = "absent"
 # How long a write waits for another remediate write in the same directory to finish (seconds)

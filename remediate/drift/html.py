@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .drift import PLAYBOOK_PREFIX, Check, CheckStatus, DriftReport, TaskState
+from .model import PLAYBOOK_PREFIX, Check, CheckStatus, DriftReport, TaskState
 from .history import CheckSet, SetSummary, StoredRun
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

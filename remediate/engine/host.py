@@ -9,19 +9,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from . import templating
-from .actions import Action, ExecContext, Outcome, RemoveFile, WriteFile
-from .audit import AuditError, RunAudit
-from .errors import Interrupted, StepError, Unreachable
-from .facts import FileFact
+from ..inputs import templating
+from ..actions.base import Action, ExecContext, Outcome, RemoveFile, WriteFile
+from ..core.audit import AuditError, RunAudit
+from ..core.errors import Interrupted, StepError, Unreachable
+from ..facts.files import FileFact
 from .pending import PendingReload, PendingStore
-from .inventory import Host
-from .playbook import Play, StepSpec
-from .results import CommandOutput, HostResult, Status, StepResult, host_status
-from .steps import REGISTRY
-from .steps.base import PlanContext, Probe
-from .steps.files import FileProbe
-from .transport.base import Transport
+from ..inputs.inventory import Host
+from ..inputs.playbook import Play, StepSpec
+from ..core.results import CommandOutput, HostResult, Status, StepResult, host_status
+from ..steps import REGISTRY
+from ..steps.base import PlanContext, Probe
+from ..steps.files import FileProbe
+from ..transport.base import Transport
 
 
 @dataclass(frozen=True)
@@ -574,14 +574,14 @@ def _last_seen(result: StepResult) -> str:
     out = result.output
     if out is None:
         return f": {result.message}" if result.message else ""
-    from .errors import tail_lines
+    from ..core.errors import tail_lines
 
     tail = tail_lines(out.stderr or out.stdout, 5)
     return f"; last exit {out.rc}" + (f", output:\n{tail}" if tail else "")
 
 
 def _command_failure(output: CommandOutput) -> str:
-    from .errors import tail_lines
+    from ..core.errors import tail_lines
     import shlex
 
     tail = tail_lines(output.stderr or output.stdout, 15)

@@ -64,7 +64,7 @@ def add_parsers(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Dispatch `drift` / `report`; errors other than invalid input are exit 1."""
-    from .errors import InputError, RemediateError
+    from ..core.errors import InputError, RemediateError
 
     try:
         if args.command == "report":
@@ -87,9 +87,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from .cli import _extra_vars, parse_duration
-    from .drift import DriftOptions
-    from .errors import InputError
+    from . import _extra_vars, parse_duration
+    from ..drift.model import DriftOptions
+    from ..core.errors import InputError
 
     if args.forks < 1:
         raise InputError("--forks must be at least 1")
@@ -106,11 +106,12 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from . import api, schedule
-    from .cli import parse_duration
-    from .errors import InputError
-    from .executor import RunOptions
-    from .notify import check_url
+    from .. import api
+    from ..drift import schedule
+    from . import parse_duration
+    from ..core.errors import InputError
+    from ..engine.host import RunOptions
+    from ..drift.notify import check_url
 
     if args.schedule:
         raise InputError("--schedule goes with --install")
@@ -119,7 +120,7 @@ def _drift(args: argparse.Namespace) -> int:
     # invalid inventory or playbooks are exit 3 before any host is contacted, also for --every
     api.load(opts.env, opts.playbooks, RunOptions(check=True, limit=opts.limit), opts.inventory)
     if not args.every:
-        from .cli import _interruptible
+        from . import _interruptible
 
         # SIGINT/SIGTERM during --fix stop the apply cleanly (exit 130), as they do for `apply`
         with _interruptible() as interrupt:
@@ -152,13 +153,14 @@ def _log(message: str) -> None:
 
 def _once(opts: Any, args: argparse.Namespace, url: str | None, interrupt: Any = None) -> int:
     """One drift run: check, optionally fix and check again, record, notify, print."""
-    from . import drift, history, junit, report
+    from ..drift import model as drift, history, junit
+    from ..core import report
 
     before = drift.check(opts)
     events = None
     if args.fix and args.format == "text":
-        from . import api
-        from .executor import RunOptions
+        from .. import api
+        from ..engine.host import RunOptions
 
         redactor = api.load(opts.env, opts.playbooks, RunOptions(check=True, limit=opts.limit), opts.inventory).redactor
         events = report.TextEvents(sys.stdout, diff=True, redactor=redactor)
@@ -179,7 +181,7 @@ def _once(opts: Any, args: argparse.Namespace, url: str | None, interrupt: Any =
 
 def _notify(url: str, report: Any) -> str:
     """Post when drift appeared or cleared since the last successful announcement; say what happened."""
-    from . import history, notify
+    from ..drift import history, notify
 
     previous = history.announced(report.env, url)
     change = notify.transition(previous, report)
@@ -196,7 +198,7 @@ def _notify(url: str, report: Any) -> str:
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """--since: an ISO date or time (UTC unless it says otherwise) or an age before now (90m, 24h, 7d, 2w)."""
-    from .errors import InputError
+    from ..core.errors import InputError
 
     now = now or datetime.now(timezone.utc)
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -213,7 +215,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def _window(args: argparse.Namespace) -> tuple[datetime | None, str]:
     """The --last/--since window, and how the report says it."""
-    from .errors import InputError
+    from ..core.errors import InputError
 
     if args.last < 1:
         raise InputError("--last must be at least 1")
@@ -225,8 +227,8 @@ def _window(args: argparse.Namespace) -> tuple[datetime | None, str]:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from . import history
-    from .errors import InputError
+    from ..drift import history
+    from ..core.errors import InputError
 
     if not args.history_env:
         raise InputError("usage: remediate drift history ENV")
@@ -242,9 +244,11 @@ def _install(args: argparse.Namespace) -> int:
     import getpass
     import os
 
-    from . import api, resources, schedule
-    from .errors import InputError
-    from .state import state_dir
+    from .. import api
+    from ..inputs import resources
+    from ..drift import schedule
+    from ..core.errors import InputError
+    from ..core.state import state_dir
 
     if args.install and args.uninstall:
         raise InputError("--install and --uninstall exclude each other")
@@ -263,7 +267,7 @@ def _install(args: argparse.Namespace) -> int:
     for name in args.playbook:
         argv += ["-p", str(resources.find("playbooks", name).resolve())]
     if args.notify:
-        from .notify import check_url
+        from ..drift.notify import check_url
 
         argv += ["--notify", check_url(args.notify)]
     for flag, value in (("--limit", args.limit), ("--format", args.format if args.format != "text" else None)):
@@ -280,7 +284,7 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from . import history, htmlreport
+    from ..drift import history, html as htmlreport
 
     since, said = _window(args)
     sets = history.check_sets(args.env, since=since)
@@ -307,10 +311,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def _check_set(playbooks: list[str], health: bool) -> Any:
     """The check set `remediate drift -p ... [--no-health]` records: the playbook checks its files yield."""
-    from . import resources
-    from .drift import PLAYBOOK_PREFIX, playbook_check_name
-    from .history import CheckSet
-    from .playbook import load_playbook
+    from ..inputs import resources
+    from ..drift.model import PLAYBOOK_PREFIX, playbook_check_name
+    from ..drift.history import CheckSet
+    from ..inputs.playbook import load_playbook
 
     paths = [resources.find("playbooks", p) for p in (playbooks or ["site"])]
     names = {playbook_check_name(s.where.path) for path in paths for play in load_playbook(path) for s in play.steps}

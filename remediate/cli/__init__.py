@@ -17,7 +17,7 @@ class _Secrets:
     """The run's redactor, for error messages printed after loading (set once the inputs are loaded)."""
 
     def __init__(self) -> None:
-        from .redact import NO_SECRETS
+        from ..core.redact import NO_SECRETS
 
         self.redactor = NO_SECRETS
 
@@ -32,7 +32,7 @@ _REDACT = _Secrets()
 @contextlib.contextmanager
 def _interruptible() -> Iterator[Any]:
     """SIGINT/SIGTERM stop the run through an Interrupt instead of an exception at a random point."""
-    from .executor import Interrupt
+    from ..engine.host import Interrupt
 
     interrupt = Interrupt()
     handler = lambda signum, frame: interrupt.trigger()  # noqa: E731
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     bk_prune.add_argument("--check", action="store_true", help="show what would be removed; remove nothing (exit 2)")
     _why(bk_prune)
 
-    from .driftcli import add_parsers as add_drift_parsers
+    from ..cli.drift import add_parsers as add_drift_parsers
 
     add_drift_parsers(sub)
 
@@ -162,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remediate` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    from .audit import AuditError
-    from .errors import InputError
+    from ..core.audit import AuditError
+    from ..core.errors import InputError
 
     try:
         if args.command == "apply":
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backups":
             return _backups(args)
         if args.command in ("drift", "report"):
-            from . import driftcli
+            from ..cli import drift as driftcli
 
             return driftcli.main(args)
     except InputError as exc:
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _extra_vars(pairs: list[str]) -> dict[str, object]:
-    from .errors import InputError
+    from ..core.errors import InputError
 
     out = {}
     for pair in pairs:
@@ -221,9 +221,10 @@ def _scalar(text: str) -> object:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from . import api, report
-    from .errors import InputError
-    from .executor import RunOptions
+    from .. import api
+    from ..core import report
+    from ..core.errors import InputError
+    from ..engine.host import RunOptions
 
     try:
         verify_timeout = parse_duration(args.verify_timeout)
@@ -255,7 +256,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _print_report(result: Any, fmt: str) -> int:
-    from . import report
+    from ..core import report
 
     if fmt == "json":
         print(report.to_json(result))
@@ -267,9 +268,10 @@ def _print_report(result: Any, fmt: str) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from . import api, report
-    from .errors import InputError
-    from .executor import RunOptions
+    from .. import api
+    from ..core import report
+    from ..core.errors import InputError
+    from ..engine.host import RunOptions
 
     try:
         verify_timeout = parse_duration(args.verify_timeout)
@@ -292,7 +294,7 @@ def _audit(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from . import audit
+    from ..core import audit
 
     path = Path(args.file) if args.file else audit.AuditLog.default().path
     if args.audit_command == "verify":
@@ -306,7 +308,7 @@ def _audit(args: argparse.Namespace) -> int:
     if args.run_id:
         records = audit.run_records(records, args.run_id)
         if not records:
-            from .errors import InputError
+            from ..core.errors import InputError
 
             raise InputError(f"no run {args.run_id!r} in the audit trail {path}")
     if args.format == "json":
@@ -319,9 +321,9 @@ def _audit(args: argparse.Namespace) -> int:
 def _inventory(args: argparse.Namespace) -> int:
     import json
 
-    from . import api
-    from .executor import RunOptions
-    from .inventory import load_inventory
+    from .. import api
+    from ..engine.host import RunOptions
+    from ..inputs.inventory import load_inventory
 
     inv = load_inventory(api.inventory_path(args.env, args.inventory))
     redactor = api.secrets_of(inv, (), RunOptions())
@@ -352,8 +354,8 @@ def _inventory(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from . import resources
-    from .playbook import load_playbook
+    from ..inputs import resources
+    from ..inputs.playbook import load_playbook
 
     for name in args.playbooks:
         path = resources.find("playbooks", name)
@@ -364,14 +366,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    from . import api, diagnose
-    from .executor import RunOptions
-    from .inventory import load_inventory
-    from .errors import Location
+    from .. import api, diagnose
+    from ..engine.host import RunOptions
+    from ..inputs.inventory import load_inventory
+    from ..core.errors import Location
 
     from pathlib import Path
 
-    from .audit import AuditLog, sha256_file
+    from ..core.audit import AuditLog, sha256_file
 
     inv = load_inventory(api.inventory_path(args.env, args.inventory))
     hosts = inv.select(args.limit or "all", "--limit", Location(inv.path))
@@ -397,10 +399,11 @@ def _backups(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from . import api, audit, backups
-    from .errors import InputError, Location
-    from .executor import RunOptions
-    from .inventory import load_inventory
+    from .. import api, backups
+    from ..core import audit
+    from ..core.errors import InputError, Location
+    from ..engine.host import RunOptions
+    from ..inputs.inventory import load_inventory
 
     if not args.env and not args.inventory:
         raise InputError(f"backups {args.backups_command}: name an ENV (inventory/ENV.yml) or -i FILE")

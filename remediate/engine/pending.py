@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .audit import AuditError
-from .state import state_dir
+from ..core.audit import AuditError
+from ..core.state import state_dir
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .drift import PLAYBOOK_PREFIX, DriftReport, from_doc, to_doc
-from .state import state_dir
+from .model import PLAYBOOK_PREFIX, DriftReport, from_doc, to_doc
+from ..core.state import state_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

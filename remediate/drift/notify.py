@@ -8,8 +8,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .drift import CheckStatus, DriftReport
-from .errors import InputError
+from .model import CheckStatus, DriftReport
+from ..core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InputError, Location
-from .playbook import Play, StepSpec
+from ..core.errors import InputError, Location
+from ..inputs.playbook import Play, StepSpec
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import StepError
-from .transport.base import Transport
+from ..core.errors import StepError
+from ..transport.base import Transport
 
 
 @dataclass(frozen=True)

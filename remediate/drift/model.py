@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .diagnose import Finding, HostDiagnosis
-from .results import HostResult, RunReport, Status
+from ..diagnose import Finding, HostDiagnosis
+from ..core.results import HostResult, RunReport, Status
 
 # Health checks, in display order, and the diagnose finding codes each one owns.
 HEALTH_CHECKS: Mapping[str, frozenset[str]] = {
@@ -272,7 +272,7 @@ class DriftOptions:
 
 
 def _run_options(opts: DriftOptions, check: bool, limit: str | None) -> Any:
-    from .executor import RunOptions
+    from ..engine.host import RunOptions
 
     return RunOptions(check=check, diff=True, forks=opts.forks, limit=limit, extra_vars=dict(opts.extra_vars),
                       verify_timeout=opts.verify_timeout, connect_timeout=opts.connect_timeout,
@@ -337,7 +337,7 @@ class _TimedUse(_KeptOpen):
 
 def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_id: str | None = None) -> DriftReport:
     """One drift assessment: the playbooks in check mode, then diagnose on the same hosts."""
-    from . import api, diagnose
+    from .. import api, diagnose
 
     now = clock or (lambda: datetime.now(timezone.utc))
     started = now()
@@ -369,7 +369,7 @@ def check(opts: DriftOptions, clock: Callable[[], datetime] | None = None, run_i
 def fix(opts: DriftOptions, before: DriftReport, events: Any = None,
         clock: Callable[[], datetime] | None = None, interrupt: Any = None) -> FixOutcome:
     """Apply the playbooks to the drifted hosts only, then check every host again (not after an interrupt)."""
-    from . import api
+    from .. import api
 
     hosts = before.drifted_hosts()
     if not hosts:
@@ -426,7 +426,7 @@ def from_doc(doc: Mapping[str, Any]) -> DriftReport:
 
 def render_json(outcome: FixOutcome, notification: str = "") -> str:
     """The one JSON document of a drift run (with --fix: before, the apply run, after)."""
-    from . import report as run_report
+    from ..core import report as run_report
 
     doc: dict[str, Any] = to_doc(outcome.before)
     if outcome.applied is not None:
@@ -440,7 +440,7 @@ def render_json(outcome: FixOutcome, notification: str = "") -> str:
 
 def render_text(outcome: FixOutcome, notification: str = "") -> str:
     """What a person reads: per host, each check; then tasks, warnings, and the verdict."""
-    from . import report as run_report
+    from ..core import report as run_report
 
     parts = [_text(outcome.before)]
     if outcome.applied is not None:

@@ -12,7 +12,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import InputError, Location
+from ..core.errors import InputError, Location
 
 
 class TemplateError(InputError):
@@ -44,7 +44,7 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
 def _celery_beat_verdicts(probe: Any, outcome: str | None = None) -> list[dict[str, Any]]:
     """Filter: what beat's own container says it does with each enabled row (celery_beat_probe.py.j2's JSON):
     the verdicts of one outcome, or every one but ok."""
-    from .celery import OUTCOMES, beat_verdicts
+    from ..celery import OUTCOMES, beat_verdicts
 
     if outcome is not None and outcome not in OUTCOMES:
         raise jinja2.TemplateRuntimeError(f"celery_beat_verdicts: outcome must be one of {', '.join(OUTCOMES)}, "

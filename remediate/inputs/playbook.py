@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import schema, templating
-from .errors import InputError, Location
+from ..core.errors import InputError, Location
 from .yamlio import YList, YMap, load_file
 
 STEP_KEYS = (
@@ -135,7 +135,7 @@ def _load_play(data: YMap, path: str) -> Play:
 
 
 def _load_step(data: Any, at: Location) -> StepSpec:
-    from .steps import REGISTRY
+    from ..steps import REGISTRY
 
     data = schema.require_map(data, "a step", at)
     kinds = [k for k in data if k not in STEP_KEYS]
