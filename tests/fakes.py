@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from remediate.transport.base import CommandResult
+from remediate.transport.base import CommandResult, Identity
 
 Handler = Callable[[tuple[str, ...], bytes | None], CommandResult]
 
@@ -29,6 +29,18 @@ class FakeTransport:
             if argv[: len(prefix)] == prefix:
                 return handler(argv, stdin)
         raise AssertionError(f"unscripted command: {argv}")
+
+    def connect(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+    def identity(self) -> Identity:
+        return Identity("fake", None, self.name)
+
+    def notices(self) -> tuple[str, ...]:
+        return ()
 
     def close(self) -> None:
         pass

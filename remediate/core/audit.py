@@ -1,4 +1,4 @@
-"""The audit trail: hash-chained JSON lines in the state directory, written before and after every change."""
+"""The audit trail: hash-chained JSON lines in the state directory (StateDir.audit), written before and after every change."""
 from __future__ import annotations
 
 import fcntl
@@ -17,7 +17,6 @@ from typing import Any
 
 from .errors import RemediateError
 from .redact import NO_SECRETS, Redactor
-from .state import state_dir
 
 AUDIT_FILE = "audit.jsonl"
 # The last record's number and hash, beside the trail: removing records from the end leaves the chain intact,
@@ -86,11 +85,6 @@ class AuditLog:
         # (trail size, next seq, last line's hash) after this log's last flush: while the size is unchanged
         # (no other process appended) the next flush need not read and parse the last line again
         self._tail: tuple[int, int, str] | None = None
-
-    @classmethod
-    def default(cls) -> AuditLog:
-        """The trail in the state directory."""
-        return cls(state_dir() / AUDIT_FILE)
 
     def start(self, run_id: str, command: str, redactor: Redactor = NO_SECRETS, **fields: Any) -> RunAudit:
         """Write the run's first record (AuditError if the trail is not writable) and return the run's writer."""

@@ -7,7 +7,7 @@ import threading
 from typing import Any, TextIO
 
 from .redact import NO_SECRETS, Redactor
-from .results import HostResult, RunReport, Status, StepResult
+from .results import HostResult, Mode, RunReport, Status, StepResult
 
 _COLORS = {
     Status.OK: "32", Status.CHANGED: "33", Status.WOULD_CHANGE: "33", Status.FAILED: "31",
@@ -50,7 +50,7 @@ class TextEvents:
 
 def recap(report: RunReport) -> str:
     """The per-host recap that ends a text run."""
-    mode = " (check mode: nothing was changed)" if report.mode == "check" else f" ({report.mode})" if report.mode != "apply" else ""
+    mode = {Mode.CHECK: " (check mode: nothing was changed)", Mode.APPLY: ""}.get(report.mode, f" ({report.mode.value})")
     lines = [f"RECAP run {report.run_id}{mode}"]
     width = max((len(h.host) for h in report.hosts), default=4)
     for host in report.hosts:
@@ -87,7 +87,7 @@ def step_json(step: StepResult) -> dict[str, Any]:
     if step.output is not None:
         doc["rc"] = step.output.rc
     if step.data:
-        doc["data"] = {k: v for k, v in step.data.items() if k != "ignored"}
+        doc["data"] = dict(step.data)
     return doc
 
 
@@ -105,7 +105,7 @@ def to_json(report: RunReport) -> str:
     """The one JSON document of a run."""
     doc = {
         "run_id": report.run_id,
-        "mode": report.mode,
+        "mode": report.mode.value,
         "hosts": {h.host: host_json(h) for h in report.hosts},
         "summary": report.summary(),
         "exit_code": int(report.exit_code()),

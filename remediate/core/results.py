@@ -22,15 +22,30 @@ class Status(enum.Enum):
     PENDING = "pending"
 
 
-class ExitCode(enum.IntEnum):
-    """The documented exit codes (README's table)."""
+class Mode(enum.Enum):
+    """What a run does: change hosts, only plan (check mode), or undo an earlier run."""
 
-    OK = 0
-    FAILED = 1
-    PENDING_CHANGES = 2
-    INVALID_INPUT = 3
-    VERIFY_PENDING = 4
-    INTERRUPTED = 130
+    APPLY = "apply"
+    CHECK = "check"
+    ROLLBACK = "rollback"
+
+
+class ExitCode(enum.IntEnum):
+    """The one table of exit codes, for every command (README "Exit codes"); each report maps itself onto it.
+
+    The aliases are the same codes in the words of the commands that use them.
+    """
+
+    OK = 0  # in sync, or changed and verified; diagnose: healthy; drift: clean; audit verify: intact
+    FAILED = 1  # a step, verification or host failed; a check could not be made; the trail is unwritable or tampered
+    PENDING_CHANGES = 2  # --check found changes; diagnose: problems; drift: drift; backups prune --check: would remove
+    INVALID_INPUT = 3  # arguments (usage errors too), inventory, playbook, template, run id; before any host is contacted
+    VERIFY_PENDING = 4  # changed, but a verification can only be confirmed after --verify-timeout
+    INTERRUPTED = 130  # SIGINT or SIGTERM
+    CLEAN = 0
+    ERROR = 1
+    DRIFT = 2
+    PROBLEMS = 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class StepResult:
     changed_paths: tuple[str, ...] = ()
     handler: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)
-    duration: float = 0.0  # seconds the executor spent on the step (all attempts and loop items)
+    duration: float = 0.0  # seconds the engine spent on the step (all attempts and loop items)
+    ignored: bool = False  # failed, with ignore_errors: the host goes on and its status does not count it
 
     @property
     def changed(self) -> bool:
@@ -80,6 +96,8 @@ class StepResult:
             "stdout_lines": out.stdout.splitlines() if out else [],
         }
         values.update(self.data)
+        if self.ignored:
+            values["ignored"] = True
         return values
 
 
@@ -103,7 +121,7 @@ class RunReport:
     """A whole run; it owns the exit code."""
 
     run_id: str
-    mode: str
+    mode: Mode
     hosts: tuple[HostResult, ...]
     interrupted: bool = False
     # every rendering of the report (text, JSON, HTML, JUnit) masks secrets through it
@@ -134,7 +152,7 @@ class RunReport:
             return ExitCode.FAILED
         if Status.PENDING in statuses:
             return ExitCode.VERIFY_PENDING
-        if self.mode == "check" and Status.WOULD_CHANGE in statuses:
+        if self.mode is Mode.CHECK and Status.WOULD_CHANGE in statuses:
             return ExitCode.PENDING_CHANGES
         return ExitCode.OK
 

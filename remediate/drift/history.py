@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from .model import PLAYBOOK_PREFIX, DriftReport, from_doc, to_doc
-from ..core.state import state_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -97,15 +96,9 @@ class StoredRun:
     report: DriftReport
 
 
-def default_path() -> Path:
-    """drift.sqlite3 in the state directory."""
-    return state_dir() / "drift.sqlite3"
-
-
 @contextmanager
-def connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
-    """The history database, created on first use; one transaction per `with`."""
-    path = path or default_path()
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """The history database (StateDir.history), created on first use; one transaction per `with`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # a cron job and a person may write at the same moment: wait for the lock rather than fail
     conn = sqlite3.connect(path, timeout=30)
@@ -147,7 +140,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-def record(report: DriftReport, path: Path | None = None, now: datetime | None = None) -> int:
+def record(report: DriftReport, path: Path, now: datetime | None = None) -> int:
     """Store one assessment; returns its row id."""
     recorded = (now or datetime.now(timezone.utc)).isoformat()
     checked = CheckSet.of(report)
@@ -173,7 +166,12 @@ def _utc(when: datetime) -> str:
 
 def runs(env: str, last: int | None = None, path: Path | None = None, since: datetime | None = None,
          check_set: CheckSet | None = None) -> tuple[StoredRun, ...]:
-    """An environment's runs, oldest first: started at or after `since`, of one check set, the newest `last`."""
+    """An environment's runs, oldest first: started at or after `since`, of one check set, the newest `last`.
+
+    `path` is the history database (StateDir.history); it has no default, only a place after `last`.
+    """
+    if path is None:
+        raise ValueError("history.runs needs the history database's path")
     where, params = _window(env, since)
     if check_set is not None:
         where += " AND playbook_set = ? AND health = ?"
@@ -190,7 +188,7 @@ def _window(env: str, since: datetime | None) -> tuple[str, list[Any]]:
     return "env = ? AND started_at >= ?", [env, _utc(since)]
 
 
-def check_sets(env: str, path: Path | None = None, since: datetime | None = None) -> tuple[SetSummary, ...]:
+def check_sets(env: str, path: Path, since: datetime | None = None) -> tuple[SetSummary, ...]:
     """The check sets an environment's runs used (in the window), the most recently used first."""
     where, params = _window(env, since)
     with connect(path) as conn:
@@ -206,14 +204,14 @@ def check_sets(env: str, path: Path | None = None, since: datetime | None = None
     return tuple(out)
 
 
-def announced(env: str, url: str, path: Path | None = None) -> frozenset[str]:
+def announced(env: str, url: str, path: Path) -> frozenset[str]:
     """The drifted host/check keys last announced successfully to `url` (empty when never)."""
     with connect(path) as conn:
         row = conn.execute("SELECT drifted FROM announced WHERE env = ? AND url = ?", (env, url)).fetchone()
     return frozenset(json.loads(row[0])) if row else frozenset()
 
 
-def set_announced(env: str, url: str, drifted: frozenset[str], path: Path | None = None,
+def set_announced(env: str, url: str, drifted: frozenset[str], path: Path,
                   now: datetime | None = None) -> None:
     """Remember what `url` was last told."""
     at = (now or datetime.now(timezone.utc)).isoformat()
@@ -222,10 +220,10 @@ def set_announced(env: str, url: str, drifted: frozenset[str], path: Path | None
                      (env, url, json.dumps(sorted(drifted)), at))
 
 
-def render_text(stored: tuple[StoredRun, ...], env: str) -> str:
+def render_text(stored: tuple[StoredRun, ...], env: str, path: Path | None = None) -> str:
     """`remediate drift history ENV`: one line per run: when, hosts, clean/drift, what."""
     if not stored:
-        return f"no drift runs recorded for {env} (history: {default_path()})"
+        return f"no drift runs recorded for {env}" + (f" (history: {path})" if path else "")
     lines = []
     for s in stored:
         r = s.report

@@ -47,7 +47,7 @@ def parse_schedule(text: str) -> CronSchedule:
     if len(fields) != 5:
         raise InputError(f"--schedule: expected 5 fields (minute hour day-of-month month day-of-week), "
                          f"got {len(fields)} in {text!r}")
-    from croniter import croniter  # type: ignore[import-untyped]
+    from croniter import croniter
 
     from ..celery import cron_never_fires
 

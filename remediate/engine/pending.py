@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.audit import AuditError
-from ..core.state import state_dir
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,6 @@ class PendingStore:
         # one lock per host: hosts run in parallel and each has a file of its own
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-
-    @classmethod
-    def default(cls) -> PendingStore:
-        """The store in the state directory."""
-        return cls(state_dir() / "pending")
 
     def _lock(self, host: str) -> threading.Lock:
         with self._locks_guard:
@@ -91,3 +85,34 @@ class PendingStore:
             os.replace(tmp, path)
         except OSError as exc:
             raise AuditError(f"cannot record pending reloads in {path}: {exc.strerror or exc}") from None
+
+
+class Owed:
+    """One host's owed reloads during a run: recorded before the change that owes them, forgotten when the change
+    did not happen, settled when the handler ran; check mode settles nothing."""
+
+    def __init__(self, store: PendingStore | None, host: str, check: bool) -> None:
+        self._store = store
+        self._host = host
+        self._check = check
+
+    def of_play(self, playbook: str, play: str) -> tuple[PendingReload, ...]:
+        """Reloads an earlier run on this host owes for a play."""
+        if self._store is None:
+            return ()
+        return tuple(p for p in self._store.load(self._host) if p.playbook == playbook and p.play == play)
+
+    def add(self, debts: tuple[PendingReload, ...]) -> None:
+        """Before a change: the reloads it will owe."""
+        if self._store is not None and debts:
+            self._store.add(self._host, debts)
+
+    def discard(self, debts: tuple[PendingReload, ...]) -> None:
+        """The change was not made after all (it failed, or changed_when said no)."""
+        if self._store is not None and debts:
+            self._store.discard(self._host, debts)
+
+    def settle(self, playbook: str, play: str, handlers: tuple[str, ...]) -> None:
+        """The handler ran: forget what it owed."""
+        if self._store is not None and not self._check:
+            self._store.settle(self._host, playbook, play, handlers)

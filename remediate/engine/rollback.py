@@ -7,72 +7,9 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
+from ..core.changes import FileChange, RowsChange, per_path, run_changes
 from ..core.errors import InputError, Location
 from ..inputs.playbook import Play, StepSpec
-
-
-@dataclass(frozen=True)
-class Change:
-    """A file a run changed on a host: its original (in `backup`, or absent) and what the run left."""
-
-    host: str
-    path: str
-    backup: str | None
-    original_sha256: str
-    after_sha256: str
-    notify: tuple[str, ...]
-    playbook: str
-    play: str
-    where: Location = Location("<audit>")
-    mode: str = ""  # the original's mode and owner (uid:gid), for a restore that creates the file again
-    owner: str = ""
-
-    @staticmethod
-    def from_writes(host: str, writes: Sequence[Mapping[str, Any]], where: Location = Location("<audit>")) -> tuple[Change, ...]:
-        """One change per path: the first write's original, the last write's result, every step's notify."""
-        by_path: dict[str, Change] = {}
-        for w in writes:
-            path = str(w["path"])
-            notify = tuple(w.get("notify") or ())
-            at = Location(where.path, w["seq"]) if "seq" in w else where
-            first = by_path.get(path)
-            if first is None:
-                # a file the run created has no backup: rolling back removes it
-                backup = None if w.get("created") else w.get("backup")
-                by_path[path] = Change(host, path, backup, str(w.get("before_sha256")), str(w["after_sha256"]),
-                                       notify, str(w.get("playbook", "")), str(w.get("play", "")), at,
-                                       str(w.get("before_mode") or ""), str(w.get("before_owner") or ""))
-            else:
-                merged = first.notify + tuple(n for n in notify if n not in first.notify)
-                by_path[path] = replace(first, after_sha256=str(w["after_sha256"]), notify=merged)
-        return tuple(by_path.values())
-
-
-@dataclass(frozen=True)
-class RowsChange:
-    """Django model rows a run changed through one step (django_rows): each row's fields before and after."""
-
-    host: str
-    model: str
-    service: str
-    project_dir: str
-    files: tuple[str, ...]
-    project_name: str | None
-    manage: str
-    rows: tuple[Mapping[str, Any], ...]  # {pk, label, before, after}, as the result record has them
-    playbook: str
-    play: str
-    where: Location = Location("<audit>")
-
-    @staticmethod
-    def from_result(record: Mapping[str, Any], where: Location = Location("<audit>")) -> RowsChange:
-        """From an ok `result` record of a rows update."""
-        at = Location(where.path, record["seq"]) if "seq" in record else where
-        return RowsChange(
-            str(record["host"]), str(record["model"]), str(record["service"]), str(record["project_dir"]),
-            tuple(record.get("files") or ()), record.get("project_name"), str(record.get("manage") or "manage.py"),
-            tuple(record.get("changes") or ()), str(record.get("playbook", "")), str(record.get("play", "")), at,
-        )
 
 
 @dataclass(frozen=True)
@@ -82,7 +19,7 @@ class RollbackPlan:
     run_id: str
     inventory: str
     playbooks: tuple[tuple[str, str], ...]
-    changes: tuple[Change, ...]
+    changes: tuple[FileChange, ...]
     row_changes: tuple[RowsChange, ...] = ()
 
     @property
@@ -100,15 +37,10 @@ def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: 
         raise InputError(f"run {run_id} pruned backups: what it removed cannot be put back")
     if start.get("command") not in ("apply", "rollback"):
         raise InputError(f"run {run_id} was a {start.get('command')} run: it changed nothing")
-    writes: dict[str, list[Mapping[str, Any]]] = {}
-    for r in records:
-        if r.get("run_id") == run_id and r.get("event") == "result" and r.get("outcome") == "ok" \
-                and r.get("type") in ("write", "remove"):
-            writes.setdefault(str(r["host"]), []).append(r)
-    changes = tuple(c for host, ws in writes.items() for c in Change.from_writes(host, ws, Location(trail)))
-    rows = tuple(RowsChange.from_result(r, Location(trail)) for r in records
-                 if r.get("run_id") == run_id and r.get("event") == "result" and r.get("outcome") == "ok"
-                 and r.get("type") == "rows" and r.get("changes"))
+    made = run_changes(records, run_id, Location(trail))
+    files = [c for c in made if isinstance(c, FileChange)]
+    changes = tuple(c for host in dict.fromkeys(c.host for c in files) for c in per_path([f for f in files if f.host == host]))
+    rows = tuple(c for c in made if isinstance(c, RowsChange))
     if not changes and not rows:
         raise InputError(f"run {run_id} changed no file: nothing to roll back")
     playbooks = tuple((str(p["path"]), str(p["sha256"])) for p in start.get("playbooks") or ())
@@ -118,7 +50,7 @@ def plan_from_records(records: Sequence[Mapping[str, Any]], run_id: str, trail: 
     return RollbackPlan(run_id, str(inventory), playbooks, changes, rows)
 
 
-def restore_spec(change: Change, force: bool, rollback_of: str) -> StepSpec:
+def restore_spec(change: FileChange, force: bool, rollback_of: str) -> StepSpec:
     """A restore_backup step for one change, notifying the handlers its original change notified."""
     args: dict[str, Any] = {
         "path": change.path, "backup": change.backup, "expected_sha256": change.after_sha256, "force": force,
@@ -141,7 +73,7 @@ def _literal(value: Any) -> Any:
     return value
 
 
-def restore_play(play: Play, changes: Sequence[Change], host: str, force: bool, rollback_of: str) -> Play:
+def restore_play(play: Play, changes: Sequence[FileChange], host: str, force: bool, rollback_of: str) -> Play:
     """The play restoring changes on one host, with the original play's variables and handlers."""
     names = {h.name for h in play.handlers} | {n for h in play.handlers for n in h.listen}
     steps = tuple(
@@ -153,11 +85,11 @@ def restore_play(play: Play, changes: Sequence[Change], host: str, force: bool, 
 def restore_rows_spec(change: RowsChange, force: bool, rollback_of: str) -> StepSpec:
     """A restore_rows step putting back the rows one step of the run changed (in the project it changed them in)."""
     args: dict[str, Any] = {
-        "service": change.service, "model": change.model, "changes": [dict(r) for r in change.rows], "force": force,
+        "service": change.service, "model": change.model, "changes": [r.as_json() for r in change.rows], "force": force,
         "manage": change.manage, "project_dir": change.project_dir, "files": list(change.files),
         "project_name": change.project_name,
     }
-    labels = ", ".join(repr(str(r.get("label", r.get("pk")))) for r in change.rows)
+    labels = ", ".join(repr(r.label) for r in change.rows)
     return StepSpec(
         name=f"restore {change.model} {labels} as before run {rollback_of}",
         kind="restore_rows",

@@ -1,7 +1,7 @@
-"""Docker Compose facts over the host's one connection: the compose model, containers, and the reload decision.
+"""Docker Compose facts over the host's one connection: the compose model, containers, and logs.
 
 The model comes from `docker compose config` (JSON; v1's YAML), the containers from `docker inspect` JSON.
-Parsing and deciding are pure functions; the gather functions are the only ones that talk to the host.
+Parsing is pure; the gather functions and probes are the only ones that talk to the host.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from ..core.errors import StepError
 from ..transport.base import Transport
+from .base import Probe
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,17 @@ class Compose:
         if project.name:
             out += ["-p", project.name]
         return (*out, *args)
+
+    def exec_argv(self, project: Project, service: str, argv: Sequence[str], env: Sequence[str] = (),
+                  user: str | None = None) -> tuple[str, ...]:
+        """`compose exec -T` of argv in a service, naming the environment variables it passes (values travel in
+        the docker CLI's own environment, never on the command line)."""
+        opts: list[str] = ["exec", "-T"]
+        for key in env:
+            opts += ["-e", key]
+        if user:
+            opts += ["--user", user]
+        return self.argv(project, *opts, service, *argv)
 
 
 def detect(transport: Transport) -> Compose:
@@ -276,66 +287,6 @@ def gather_containers(transport: Transport, project_name: str, service: str = ""
     return ServiceState(now, parse_containers(rest))
 
 
-@dataclass(frozen=True)
-class ReloadDecision:
-    """Restart or rebuild a service, and why."""
-
-    service: str
-    action: str  # "restart" | "rebuild"
-    reason: str
-    builder: str | None = None
-
-
-def decide_reload(model: Model, service_name: str, changed: Sequence[str]) -> ReloadDecision:
-    """A changed file reaching the container through a bind mount -> restart; inside a build context, not mounted -> rebuild."""
-    service = model.service(service_name)
-
-    def rel(path: str) -> str:
-        return posixpath.relpath(path, model.dir) if path.startswith(model.dir.rstrip("/") + "/") else path
-
-    if not changed:
-        return ReloadDecision(service_name, "restart", "no changed files were reported; a restart reloads the code")
-    mounted: list[str] = []
-    rebuild: list[str] = []
-    neither: list[str] = []
-    builder = None
-    for path in changed:
-        if any(m.type == "bind" and _under(path, m.source) for m in service.mounts):
-            mounted.append(path)
-            continue
-        try:
-            candidate = model.builder(service_name)
-        except StepError:
-            candidate = None
-        if candidate and candidate.build_context and _under(path, candidate.build_context):
-            builder = candidate
-            rebuild.append(path)
-        else:
-            neither.append(path)
-    if rebuild and builder is not None and builder.build_context:
-        context = "./" + rel(builder.build_context) if builder.build_context.startswith(model.dir) else builder.build_context
-        via = f"; image built by {builder.name}" if builder.name != service_name else ""
-        return ReloadDecision(
-            service_name, "rebuild",
-            f"{', '.join(rel(p) for p in rebuild)} {'is' if len(rebuild) == 1 else 'are'} in build context {context}, not mounted{via}",
-            builder.name,
-        )
-    if mounted:
-        target = next(m.target for m in service.mounts if m.type == "bind" and _under(mounted[0], m.source))
-        return ReloadDecision(
-            service_name, "restart", f"{', '.join(rel(p) for p in mounted)} {'is' if len(mounted) == 1 else 'are'} bind-mounted at {target}"
-        )
-    return ReloadDecision(
-        service_name, "restart",
-        f"{', '.join(rel(p) for p in neither)} neither mounted nor in a build context of {service_name}; restarting",
-    )
-
-
-def _under(path: str, root: str) -> bool:
-    root = root.rstrip("/")
-    return path == root or path.startswith(root + "/")
-
-
 def tail_logs(transport: Transport, compose: Compose, project: Project, service: str, lines: int = 30) -> str:
     """The last lines of a service's log, for error messages."""
     # v1 has no --no-log-prefix; its lines keep the "service_1  | " prefix
@@ -344,6 +295,48 @@ def tail_logs(transport: Transport, compose: Compose, project: Project, service:
     return (result.out + result.err).strip()
 
 
-def as_json(value: Any) -> str:
-    """Compact JSON for step data."""
-    return json.dumps(value, default=str)
+def logs_since(transport: Transport, container: Container) -> str:
+    """A container's log (stdout and stderr) since it started: what this run of its process said."""
+    since = container.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if container.started_at else "0"
+    result = transport.run(["docker", "logs", "--since", since, container.id])
+    return result.out + result.err
+
+
+def newest_running(state: ServiceState) -> Container | None:
+    """The service's running container that started last, if any runs."""
+    running = [c for c in state.containers if c.running]
+    return max(running, key=lambda c: c.started_at or state.now) if running else None
+
+
+@dataclass(frozen=True)
+class ComposeFacts:
+    """The compose binary and model of one project."""
+
+    compose: Compose
+    model: Model
+
+
+@dataclass(frozen=True)
+class ComposeProbe(Probe):
+    """Detect compose and read the model of a project."""
+
+    stable = True
+
+    project: Project
+
+    def gather(self, transport: Transport) -> ComposeFacts:
+        compose = detect(transport)
+        return ComposeFacts(compose, gather_model(transport, compose, self.project))
+
+
+@dataclass(frozen=True)
+class ContainersProbe(Probe):
+    """Containers of one service and the host's clock."""
+
+    project: Project
+    service: str
+
+    def gather(self, transport: Transport) -> ServiceState:
+        compose = detect(transport)
+        model = gather_model(transport, compose, self.project)
+        return gather_containers(transport, model.name, self.service)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from ..core.errors import StepError
 from ..transport.base import Transport
+from .base import Probe
 
 ABSENT = "absent"
 # How long a write waits for another remediate write in the same directory to finish (seconds)
@@ -273,3 +275,32 @@ def remove_file(transport: Transport, path: str, expected_sha256: str, backup: s
     if result.rc != 0:
         raise StepError(f"cannot remove {path}: {result.err.strip() or f'exit {result.rc}'}")
     return _swept(result.stdout)
+
+
+def file_subject(path: str) -> Hashable:
+    """What a FileProbe of path describes, and what a planned write or removal of it predicts (check mode)."""
+    return ("file", path)
+
+
+@dataclass(frozen=True)
+class FileProbe(Probe):
+    """The content, mode and owner of one file, and the host's backup root for `backup_dir` ("" = default)."""
+
+    path: str
+    backup_dir: str = ""
+
+    def gather(self, transport: Transport) -> FileFact:
+        return read_file(transport, self.path, self.backup_dir)
+
+    def subject(self) -> Hashable:
+        return file_subject(self.path)
+
+
+@dataclass(frozen=True)
+class PathExists(Probe):
+    """Whether a path exists on the host."""
+
+    path: str
+
+    def gather(self, transport: Transport) -> bool:
+        return bool(transport.run(["test", "-e", self.path]).ok)

@@ -65,8 +65,8 @@ class Inventory:
             else:
                 hint = schema.suggest(part, [*known, *self.groups, "all"])
                 raise InputError(f"{what}: no host or group {part!r} in {self.path}{hint}", at)
-        seen = set()
-        return tuple(h for n in names for h in self.hosts if h.name == n and not (n in seen or seen.add(n)))
+        by_name = {h.name: h for h in self.hosts}
+        return tuple(by_name[n] for n in dict.fromkeys(names))
 
 
 def load_inventory(path: Path) -> Inventory:

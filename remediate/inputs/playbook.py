@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from . import schema, templating
 from ..core.errors import InputError, Location
@@ -17,6 +17,16 @@ STEP_KEYS = (
 )
 PLAY_KEYS = ("name", "hosts", "vars", "defaults", "steps", "handlers", "tags", "on_verify_failure", "secret_vars")
 VERIFY_FAILURE_ACTIONS = ("fail", "rollback")
+
+
+class StepKind(Protocol):
+    """What loading needs of a step kind: to check a step's argument names (steps.REGISTRY's classes are these)."""
+
+    def check_args(self, args: YMap, what: str) -> None:
+        """Unknown or missing argument names are input errors."""
+
+
+Kinds = Mapping[str, StepKind]
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,9 @@ class Play:
     secret_vars: tuple[str, ...] = ()
 
 
-def load_playbook(path: Path, _seen: tuple[str, ...] = ()) -> tuple[Play, ...]:
-    """Load a playbook file (a play, or a list of plays and `import_playbook:` entries)."""
+def load_playbook(path: Path, kinds: Kinds, _seen: tuple[str, ...] = ()) -> tuple[Play, ...]:
+    """Load a playbook file (a play, or a list of plays and `import_playbook:` entries), each step checked against
+    the step kinds it is given (api.load_playbook gives it steps.REGISTRY)."""
     key = str(path.resolve())
     if key in _seen:
         raise InputError("import_playbook loop", Location(str(path)))
@@ -81,15 +92,15 @@ def load_playbook(path: Path, _seen: tuple[str, ...] = ()) -> tuple[Play, ...]:
             schema.check_keys(entry, ("import_playbook",), "an import_playbook entry")
             target = schema.get_str(entry, "import_playbook", "import_playbook", required=True)
             assert target is not None
-            plays.extend(load_playbook(path.parent / target, (*_seen, key)))
+            plays.extend(load_playbook(path.parent / target, kinds, (*_seen, key)))
             continue
-        plays.append(_load_play(entry, str(path)))
+        plays.append(_load_play(entry, str(path), kinds))
     if not plays:
         raise InputError("the playbook has no plays", Location(str(path), 1))
     return tuple(plays)
 
 
-def _load_play(data: YMap, path: str) -> Play:
+def _load_play(data: YMap, path: str, kinds: Kinds) -> Play:
     schema.check_keys(data, PLAY_KEYS, "a play", required=("hosts", "steps"))
     name = schema.get_str(data, "name", "a play", default="") or ""
     hosts = schema.get_str(data, "hosts", "a play", required=True) or ""
@@ -99,10 +110,10 @@ def _load_play(data: YMap, path: str) -> Play:
     handlers_data = data.get("handlers") or YList()
     if not isinstance(handlers_data, list):
         raise InputError("'handlers' must be a list of steps", data.loc("handlers"), "handlers")
-    steps = tuple(_load_step(s, steps_data.loc(i)) for i, s in enumerate(steps_data))
+    steps = tuple(_load_step(s, steps_data.loc(i), kinds) for i, s in enumerate(steps_data))
     handler_items = handlers_data if isinstance(handlers_data, YList) else YList(handlers_data)
     handlers = tuple(
-        _load_step(s, handler_items.loc(i) if isinstance(handlers_data, YList) else data.loc("handlers"))
+        _load_step(s, handler_items.loc(i) if isinstance(handlers_data, YList) else data.loc("handlers"), kinds)
         for i, s in enumerate(handler_items)
     )
     handler_names = {h.name for h in handlers} | {n for h in handlers for n in h.listen}
@@ -134,28 +145,26 @@ def _load_play(data: YMap, path: str) -> Play:
     )
 
 
-def _load_step(data: Any, at: Location) -> StepSpec:
-    from ..steps import REGISTRY
-
+def _load_step(data: Any, at: Location, kinds: Kinds) -> StepSpec:
     data = schema.require_map(data, "a step", at)
-    kinds = [k for k in data if k not in STEP_KEYS]
-    if not kinds:
-        raise InputError(f"step has no kind; known kinds: {', '.join(sorted(REGISTRY))}", data.loc(), "kind")
-    if len(kinds) > 1:
-        unknown = [k for k in kinds if k not in REGISTRY]
-        bad = unknown[0] if unknown else kinds[1]
-        hint = schema.suggest(bad, [*REGISTRY, *STEP_KEYS])
+    named = [k for k in data if k not in STEP_KEYS]
+    if not named:
+        raise InputError(f"step has no kind; known kinds: {', '.join(sorted(kinds))}", data.loc(), "kind")
+    if len(named) > 1:
+        unknown = [k for k in named if k not in kinds]
+        bad = unknown[0] if unknown else named[1]
+        hint = schema.suggest(bad, [*kinds, *STEP_KEYS])
         raise InputError(f"unknown key {bad!r} in step (one kind per step){hint}", data.loc(bad), bad)
-    kind = kinds[0]
-    if kind not in REGISTRY:
-        raise InputError(f"unknown step kind {kind!r}{schema.suggest(kind, REGISTRY)}", data.loc(kind), kind)
+    kind = named[0]
+    if kind not in kinds:
+        raise InputError(f"unknown step kind {kind!r}{schema.suggest(kind, kinds)}", data.loc(kind), kind)
     name = schema.get_str(data, "name", "a step", default=kind) or kind
     args = data[kind]
     if args is None:
         args = YMap()
         args.where, args.key_lines = data.loc(kind), {}
     args = schema.require_map(args, f"arguments of {kind}", data.loc(kind))
-    REGISTRY[kind].check_args(args, f"step {name!r} ({kind})")
+    kinds[kind].check_args(args, f"step {name!r} ({kind})")
     where = data.loc()
     for key in ("when", "until", "changed_when", "failed_when"):
         value = data.get(key)

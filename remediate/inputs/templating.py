@@ -12,6 +12,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..celery.beat import OUTCOMES, beat_verdicts
 from ..core.errors import InputError, Location
 
 
@@ -44,8 +45,6 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
 def _celery_beat_verdicts(probe: Any, outcome: str | None = None) -> list[dict[str, Any]]:
     """Filter: what beat's own container says it does with each enabled row (celery_beat_probe.py.j2's JSON):
     the verdicts of one outcome, or every one but ok."""
-    from ..celery import OUTCOMES, beat_verdicts
-
     if outcome is not None and outcome not in OUTCOMES:
         raise jinja2.TemplateRuntimeError(f"celery_beat_verdicts: outcome must be one of {', '.join(OUTCOMES)}, "
                                           f"not {outcome!r}")

@@ -1,4 +1,4 @@
-"""What every step kind is: a frozen dataclass of rendered arguments that reads facts and plans actions."""
+"""What every step kind is: a frozen dataclass of rendered arguments that reads facts and plans actions (pure)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,25 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..inputs import schema
 from ..actions.base import Action
 from ..core.errors import InputError, Location
+from ..facts.base import Facts, Probe
+from ..inputs import schema
 from ..inputs.yamlio import YMap
-
-
-class Probe:
-    """A read-only question to a host; frozen dataclasses so they can key the facts mapping."""
-
-    # True when the answer holds until something on the host is changed (the compose model): the host's
-    # runner then asks once and reuses it, instead of once per step
-    stable: ClassVar[bool] = False
-
-    def gather(self, transport: Any) -> Any:
-        """Ask the host."""
-        raise NotImplementedError
-
-
-Facts = Mapping[Probe, Any]
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.base import Action, RemoveFile, WriteFile
+from ..actions.base import Action
+from ..actions.files import RemoveFile, WriteFile
 from ..core.errors import StepError
-from ..facts.files import FileFact, backup_path, read_file
-from .base import Facts, PlanContext, Probe, Step
-
-
-@dataclass(frozen=True)
-class FileProbe(Probe):
-    """The content, mode and owner of one file, and the host's backup root for `backup_dir` ("" = default)."""
-
-    path: str
-    backup_dir: str = ""
-
-    def gather(self, transport: Any) -> FileFact:
-        return read_file(transport, self.path, self.backup_dir)
+from ..facts.base import Facts, Probe
+from ..facts.files import FileFact, FileProbe, backup_path
+from .base import PlanContext, Step
 
 
 @dataclass(frozen=True)

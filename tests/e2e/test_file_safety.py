@@ -22,7 +22,8 @@ from remediate.core.errors import StepError
 from remediate.facts.files import WriteConflict, backup_path, read_file, write_file
 from remediate.inputs.inventory import Host
 from remediate.steps.base import PlanContext
-from remediate.steps.files import FileProbe, LineInFile, PythonAssignment
+from remediate.facts.files import FileProbe
+from remediate.steps.files import LineInFile, PythonAssignment
 from remediate.transport.base import Transport
 from remediate.transport.local import LocalTransport
 from remediate.transport.ssh import SSHOptions, SSHTransport

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from remediate.backups import BackupFile, RunBackups, TrailView, decide, parse_listing, run_started
+from remediate.backups import TrailView, decide
+
+from remediate.facts.backups import BackupFile, RunBackups, parse_listing, run_started
 from remediate.core.errors import StepError
 from remediate.facts.files import FileFact, backup_path
 from remediate.steps.base import PlanContext

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from remediate.facts.compose import decide_reload, parse_containers, parse_model
+from remediate.facts.compose import parse_containers, parse_model
+
+from remediate.steps.compose import decide_reload
 from remediate.core.errors import StepError
 
 CONFIG = {

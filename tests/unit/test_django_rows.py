@@ -14,12 +14,14 @@ import pytest
 
 from remediate.core.audit import AuditLog, read_records
 from remediate.core.errors import StepError
-from remediate.engine.host import HostRunner, RunOptions
+from remediate.core.options import RunOptions
+from remediate.engine.host import HostRunner
 from remediate.inputs.inventory import Host
-from remediate.inputs.playbook import load_playbook
+from remediate.api import load_playbook
 from remediate.core.results import Status
 from remediate.engine.rollback import plan_from_records, rollback_plays
-from remediate.steps.rows import RowChange, restore_plan
+from remediate.core.changes import RowChange
+from remediate.steps.rows import restore_plan
 from remediate.transport.base import CommandResult
 from tests.fakes import FakeFiles, FakeTransport, ok
 

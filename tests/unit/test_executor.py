@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remediate.engine.host import HostRunner, RunOptions
+from remediate.core.options import RunOptions
+
+from remediate.engine.host import HostRunner
 from remediate.inputs.inventory import Host
-from remediate.inputs.playbook import load_playbook
+from remediate.api import load_playbook
 from remediate.core.results import Status
 from tests.fakes import FakeFiles, FakeTransport, ok
 

@@ -7,7 +7,7 @@ import pytest
 
 from remediate.core.errors import InputError
 from remediate.inputs.inventory import load_inventory
-from remediate.inputs.playbook import load_playbook
+from remediate.api import load_playbook
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

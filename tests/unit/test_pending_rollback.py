@@ -10,16 +10,18 @@ import pytest
 from remediate.actions import RemoveFile, WriteFile
 from remediate.core.audit import AuditError, AuditLog, RunAudit, read_records
 from remediate.core.errors import InputError, StepError
-from remediate.engine.host import HostRunner, RunOptions
+from remediate.core.options import RunOptions
+from remediate.engine.host import HostRunner
 from remediate.facts.files import _WRITE, FileFact
 from remediate.inputs.inventory import Host
 from remediate.engine.pending import PendingStore
-from remediate.inputs.playbook import load_playbook
+from remediate.api import load_playbook
 from remediate.core.redact import Redactor
 from remediate.core.results import Status
 from remediate.engine.rollback import plan_from_records
 from remediate.steps.base import PlanContext
-from remediate.steps.files import FileProbe, RestoreBackup
+from remediate.facts.files import FileProbe
+from remediate.steps.files import RestoreBackup
 from remediate.transport.base import CommandResult
 from tests.fakes import FakeFiles, FakeTransport, ok
 

@@ -7,7 +7,7 @@ import pytest
 
 from remediate import api
 from remediate.core.errors import InputError
-from remediate.engine.host import RunOptions
+from remediate.core.options import RunOptions
 
 INVENTORY = "vars: {compose_dir: /srv/edms}\nhosts:\n  here: {connection: local}\n"
 TWO_PLAYS = """\
