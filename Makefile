@@ -45,8 +45,12 @@ demo: setup
 	$(BIN)/remediate diagnose lab
 
 # The suite brings up its own lab stacks (tests/lab.py); it needs the host prepared, not the default instance.
+# Test files run in TEST_WORKERS parallel workers (pytest-xdist; each file in one worker, so a module's
+# shared stack is brought up once); the lab tests mostly wait on beat, so more workers than cores pay.
+TEST_WORKERS ?= 3
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(BIN)/remediate
 	$(BIN)/python -m pytest -q tests/unit
