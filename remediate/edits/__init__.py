@@ -1,1 +1,1 @@
-"""edits."""
+"""Pure `str -> str` edits: a line present or absent (textpatch), a Python assignment or statement (pyedit)."""
