@@ -32,8 +32,9 @@ from .steps import REGISTRY
 from .transport.base import Transport
 from .transport.shared import Connections
 
-__all__ = ["Loaded", "Why", "apply", "backups_list", "backups_prune", "check", "diagnose", "drift", "load",
-           "load_hosts", "load_playbook", "load_rollback", "make_transport", "new_run_id", "rollback"]
+__all__ = ["DriftRun", "Loaded", "Why", "apply", "backups_list", "backups_prune", "check", "diagnose", "drift",
+           "drift_check", "load", "load_hosts", "load_playbook", "load_rollback", "make_transport", "new_run_id",
+           "rollback", "start_audit"]
 
 
 def new_run_id() -> str:

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -172,8 +172,7 @@ def diagnose(hosts: tuple[Host, ...], connect: Callable[[Host], Transport], fork
             result = diagnose_host(host, transport)
         finally:
             transport.close()
-        result = HostDiagnosis(result.host, result.findings, result.facts, result.error, result.tasks,
-                               time.monotonic() - started)
+        result = replace(result, duration=time.monotonic() - started)
         if audit is not None:
             audit.record(
                 "diagnosis", host.name, **transport.identity().audit_fields(),

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
+from ..api import Why
 from ..core.errors import InputError, RemediateError
 from ..core.options import RunOptions
 from ..core.redact import NO_SECRETS, Redactor
@@ -50,12 +51,12 @@ def output(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> No
     p.add_argument("--format", choices=formats, default="text")
 
 
-def connection(p: argparse.ArgumentParser, accept_help: str | None = None) -> None:
+def connection(p: argparse.ArgumentParser) -> None:
     """--forks, --connect-timeout and --accept-new-host-keys: how hosts are reached."""
     p.add_argument("--forks", type=int, default=10, metavar="N", help="hosts in parallel (default 10)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--accept-new-host-keys", action="store_true",
-                   help=accept_help or "trust and record unknown host keys (never changed ones)")
+                   help="trust and record unknown host keys (never changed ones)")
 
 
 def variables(p: argparse.ArgumentParser) -> None:
@@ -99,10 +100,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def why_of(args: argparse.Namespace) -> Any:
+def why_of(args: argparse.Namespace) -> Why:
     """--reason and --change-ref as api.Why."""
-    from ..api import Why
-
     return Why(args.reason, args.change_ref)
 
 
