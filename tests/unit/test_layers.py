@@ -117,3 +117,16 @@ def test_the_checks_can_fail() -> None:
         ["remediate.a", "remediate.b", "remediate.a"]]
     assert "remediate.api" in GRAPH["remediate.cli.run"], "the CLI's import of the api is seen"
     assert "remediate.facts.base" in GRAPH["remediate.steps.base"], "a relative `from ..x import y` is resolved"
+
+
+def test_the_readme_draws_this_house() -> None:
+    """README's "How it is built" names every layer, and every module of the folders it lists module by module."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme[readme.index("## How it is built"):readme.index("## Tests")]
+    for names in LAYERS[1:]:
+        for name in names:
+            assert f"`{name}/`" in section or f"`{name}.py`" in section, name
+    for folder in ("cli", "engine", "facts", "actions", "drift", "core", "celery", "inputs", "edits"):
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            if path.name != "__init__.py":
+                assert f"`{path.stem}`" in section or f"`{path.name}`" in section, f"{folder}/{path.name}"
