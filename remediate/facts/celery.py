@@ -289,7 +289,15 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         asked = beat if seen.beat_started is not None else backend if backend in model.services else beat
         templates = resources.template_path()
         app = str(v["celery_app"])
-        state = parse_state(state_query(compose, project, asked, app, v, templates).ask(transport, f"state query in {asked}"))
+        try:
+            state = parse_state(state_query(compose, project, asked, app, v, templates).ask(transport, f"state query in {asked}"))
+        except StepError:
+            # beat's container may die under the query (a restart loop reads "running" between attempts): the
+            # backend runs the same settings' image more often than not, and says which module it loaded
+            if asked != beat or backend not in model.services:
+                raise
+            asked = backend
+            state = parse_state(state_query(compose, project, asked, app, v, templates).ask(transport, f"state query in {asked}"))
         seen = _with(seen, asked=asked, state=state)
         try:
             probe = ask_beat(transport, beat_query(compose, project, asked, app, v, templates, str(v["beat_scheduler"])))
