@@ -3,12 +3,14 @@ command lines read as celery reads them, and the compose-file command edit (only
 and order kept)."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
 from remediate.celery import commands
-from remediate.diagnose import FAULTS, Severity, judge
+
+from remediate.diagnose import FAULTS, DiagnoseReport, HostDiagnosis, Severity, judge, render_json, render_text
 from remediate.edits import composefile
 from remediate.edits.textpatch import EditError
 from remediate.facts.celery import CeleryFacts, QueueFacts
@@ -99,6 +101,20 @@ def test_the_evidence_quotes_the_log_line_the_command_and_the_mount() -> None:
     queue = next(f for f in judge(CASES["a PeriodicTask sends to a queue no worker's -Q names"][0])[0])
     assert queue.message == "tasks are sent to queue 'monitoring', which no worker consumes: 4 message(s) wait"
     assert "sent there by: PeriodicTask 'lab-heartbeat'" in queue.evidence
+
+
+def test_text_and_json_quote_the_evidence() -> None:
+    facts = CASES["a PeriodicTask sends to a queue no worker's -Q names"][0]
+    findings, tasks = judge(facts)
+    report = DiagnoseReport((HostDiagnosis("web-1", findings, facts, "", tasks),))
+    text = render_text(report)
+    assert ("  PROBLEM  unconsumed_queue: tasks are sent to queue 'monitoring', which no worker consumes: 4 message(s) wait\n"
+            "             | sent there by: PeriodicTask 'lab-heartbeat'\n") in text
+    assert text.endswith("problems found; exit 2")
+    doc = json.loads(render_json(report))["hosts"]["web-1"]
+    problem = next(p for p in doc["problems"] if p["code"] == "unconsumed_queue")
+    assert problem["evidence"][-1] == "messages waiting in 'monitoring': 4"
+    assert doc["facts"]["queues"]["unconsumed"] == ["monitoring"]
 
 
 def test_fault_ids_are_stable_and_unique() -> None:
