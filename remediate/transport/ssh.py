@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import select
+import shlex
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import paramiko
 
     from ..inputs.inventory import Host
+    from .docker import DockerAPI
 
 _known_hosts_lock = threading.Lock()
 _parsed_lock = threading.Lock()
@@ -111,6 +113,7 @@ class SSHTransport:
         self._out = bytearray()
         self._err = bytearray()
         self._lock = threading.Lock()
+        self._docker: DockerAPI | None = None
 
     def _open(self) -> paramiko.Transport:
         if self._transport is not None and self._transport.is_active():
@@ -173,6 +176,8 @@ class SSHTransport:
     def interrupt(self) -> None:
         """Kill the running remote command (its whole process group) and refuse new ones."""
         self._interrupted.set()
+        if self._docker is not None:
+            self._docker.interrupt()
 
     def identity(self) -> Identity:
         """The SSH user and address, the server's host key and the client key, by their SHA256 fingerprints."""
@@ -362,8 +367,48 @@ class SSHTransport:
             return f"(killing remote process group {pid} failed: {exc})"
         return f"(remote process group {pid} killed)"
 
+    def open_channel(self, argv: Sequence[str], timeout: float = 60.0) -> paramiko.Channel:
+        """A channel of its own on the host's connection, running argv with the channel as its stdin and stdout
+        (for a command that speaks only when spoken to, as `docker system dial-stdio`). What the login shell's
+        startup files print comes before a start marker on both streams and is dropped."""
+        with self._lock:
+            chan = self._channel()
+        token = secrets.token_hex(16)
+        chan.exec_command(f"printf '%s\\n' {token}o; printf '%s\\n' {token}e >&2; exec {shell_command(argv)}")
+        deadline = time.monotonic() + timeout
+        out, err = bytearray(), bytearray()
+        out_mark, err_mark = f"{token}o\n".encode(), f"{token}e\n".encode()
+        while out_mark not in out or err_mark not in err:
+            if chan.recv_ready():
+                out += chan.recv(65536)
+            elif chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            elif chan.exit_status_ready() or chan.closed:
+                chan.close()
+                raise Unreachable(f"{self.host.address}:{self.host.port}: the login shell ended before "
+                                  f"`{shlex.join(argv)}` started: {bytes(err).decode(errors='replace').strip()[-300:]}")
+            elif time.monotonic() > deadline:
+                chan.close()
+                raise Unreachable(f"{self.host.address}:{self.host.port}: the login shell did not start "
+                                  f"`{shlex.join(argv)}` within {timeout:g} s")
+            else:
+                select.select([chan], [], [], _POLL)
+        return chan
+
+    def docker(self) -> DockerAPI:
+        """The host's Docker Engine API over a channel of this connection (`docker system dial-stdio`)."""
+        if self._docker is None:
+            from .docker import DIAL_STDIO, DockerAPI
+
+            self._docker = DockerAPI(self.name, lambda: self.open_channel(DIAL_STDIO),
+                                     user=self.host.user or getpass.getuser())
+        return self._docker
+
     def close(self) -> None:
-        """Close the shell and the connection."""
+        """Close the Engine API's channels, the shell and the connection."""
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
         self._drop_shell()
         if self._conn is not None:
             self._conn.close()
