@@ -32,7 +32,6 @@ pytestmark = pytest.mark.lab
 
 PLAYBOOKS = ROOT / "tests" / "fixtures" / "playbooks"
 SERVICES = ("backend", "celery_beat", "celery_worker", "db", "redis")
-PHASE_B = pytest.mark.xfail(strict=True, reason="issue 18: the Engine API path lands after the restructuring")
 # the docker subcommands a host may see from remediate: compose itself, and the Engine API's transport
 ALLOWED = ("compose ", "system dial-stdio")
 # remediate reports moments by the host's clock, known to within half the round trip it was measured with
@@ -219,7 +218,6 @@ def assert_only_api(sshd: EngineSshd, most_dials: int) -> None:
     assert 1 <= len(dials) <= most_dials, calls
 
 
-@PHASE_B
 def test_container_facts_are_what_docker_inspect_says(lab_stack: LabStack, engine_sshd: EngineSshd,
                                                         tmp_path: Path) -> None:
     engine_sshd.reset()
@@ -241,7 +239,6 @@ def test_container_facts_are_what_docker_inspect_says(lab_stack: LabStack, engin
     assert_only_api(engine_sshd, most_dials=1)
 
 
-@PHASE_B
 def test_a_restart_is_proved_from_events_and_the_host_runs_no_docker_cli_per_question(
         engine_stack: LabStack, engine_sshd: EngineSshd, tmp_path: Path) -> None:
     before = project_containers(engine_stack)["celery_beat"]
@@ -268,7 +265,6 @@ def test_a_restart_is_proved_from_events_and_the_host_runs_no_docker_cli_per_que
     assert_only_api(engine_sshd, most_dials=2)
 
 
-@PHASE_B
 def test_a_container_that_dies_after_start_is_reported_from_its_die_event(
         engine_stack: LabStack, engine_sshd: EngineSshd, tmp_path: Path) -> None:
     # beat's command dies two seconds after it starts: `up -d` has returned and the container ran by then
@@ -310,7 +306,6 @@ def test_a_container_that_dies_after_start_is_reported_from_its_die_event(
         assert restored.returncode == 0, restored.stderr
 
 
-@PHASE_B
 def test_healthy_and_unhealthy_transitions_come_from_health_status_events(
         engine_stack: LabStack, engine_sshd: EngineSshd, tmp_path: Path) -> None:
     healthy = apply(engine_stack, engine_sshd, tmp_path, "compose-restart.yml", "--format", "json",
@@ -363,7 +358,6 @@ def test_healthy_and_unhealthy_transitions_come_from_health_status_events(
         assert restored.returncode == 0, restored.stderr
 
 
-@PHASE_B
 def test_logs_since_start_come_from_the_engine(lab_stack: LabStack, engine_sshd: EngineSshd, tmp_path: Path) -> None:
     engine_sshd.reset()
 
@@ -375,7 +369,6 @@ def test_logs_since_start_come_from_the_engine(lab_stack: LabStack, engine_sshd:
     assert_only_api(engine_sshd, most_dials=2)
 
 
-@PHASE_B
 def test_an_unreachable_daemon_is_a_clear_error(lab_stack: LabStack, dead_daemon_sshd: EngineSshd,
                                                  tmp_path: Path) -> None:
     run = apply(lab_stack, dead_daemon_sshd, tmp_path, "compose-service.yml", service="celery_beat")
@@ -386,7 +379,6 @@ def test_an_unreachable_daemon_is_a_clear_error(lab_stack: LabStack, dead_daemon
     assert "Traceback" not in run.stdout + run.stderr
 
 
-@PHASE_B
 def test_a_user_without_access_to_the_daemon_is_told_why(outsider: Outsider, engine_sshd: EngineSshd,
                                                           tmp_path: Path) -> None:
     inv = inventory(tmp_path / "inv.yml", engine_sshd.sshd, user=outsider.name, compose_dir=str(outsider.project))
