@@ -182,11 +182,11 @@ class LogsAction(Action):
                 match = pattern.search(text)
                 if match:
                     line = text[text.rfind("\n", 0, match.start()) + 1: text.find("\n", match.end()) % (len(text) + 1)]
-                    return Outcome(CommandOutput(("docker", "logs", c.id), 0, text[-4000:]),
+                    return Outcome(CommandOutput(("engine-api", "logs", c.id), 0, text[-4000:]),
                                    message=f"matched: {line.strip()[:200]}", data={"match": match.group(0)})
             if ctx.clock() >= deadline:
                 seen = "\n".join(text.strip().splitlines()[-10:]) or "(no running container)"
-                return Outcome(CommandOutput(("docker", "logs"), 1, text[-4000:]), failed=True,
+                return Outcome(CommandOutput(("engine-api", "logs", self.service), 1, text[-4000:]), failed=True,
                                message=f"no log line of {self.service} since it started matches /{self.expect}/ "
                                        f"within {self.timeout:g} s; last lines:\n{seen}")
             ctx.sleep(self.interval)

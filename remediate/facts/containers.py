@@ -7,6 +7,7 @@ decides from a service's container events whether a restarted or recreated servi
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -88,7 +89,7 @@ def container(doc: Mapping[str, Any]) -> Container:
         project=str(labels.get(PROJECT_LABEL, "")),
         finished_at=parse_time(state.get("FinishedAt")),
         oom_killed=bool(state.get("OOMKilled")),
-        healthcheck=bool(test) and test[0] != "NONE" or bool(state.get("Health")),
+        healthcheck=(bool(test) and test[0] != "NONE") or bool(state.get("Health")),
     )
 
 
@@ -106,8 +107,6 @@ def gather_containers(transport: Transport, project_name: str, service: str = ""
     api = transport.docker()
     labels = {PROJECT_LABEL: project_name, **({SERVICE_LABEL: service} if service else {})}
     found = tuple(container(doc) for doc in api.containers(labels))
-    import time
-
     return ServiceState(api.host_time(time.time()), found)
 
 

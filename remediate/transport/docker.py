@@ -414,7 +414,7 @@ def _hint(said: str, user: str | None) -> str:
     if "permission denied" not in said.lower():
         return ""
     who = f"the SSH user {user}" if user else "this user"
-    return f" ({who} may not use the Docker socket: add it to group docker, or use become)"
+    return f" ({who} may not use the Docker socket: add it to group docker, or connect as a user in it)"
 
 
 def parse_time(text: str | None) -> datetime | None:

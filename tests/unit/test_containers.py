@@ -135,7 +135,7 @@ def test_the_story_says_what_happened_and_when() -> None:
 
 @pytest.mark.parametrize(("said", "user", "hint"), [
     ("failed to open the raw stream connection: dial unix /var/run/docker.sock: connect: permission denied", "deploy",
-     " (the SSH user deploy may not use the Docker socket: add it to group docker, or use become)"),
+     " (the SSH user deploy may not use the Docker socket: add it to group docker, or connect as a user in it)"),
     ("failed to open the raw stream connection: dial unix /x.sock: connect: no such file or directory", "deploy", ""),
 ])
 def test_a_user_without_access_is_told_what_to_do(said: str, user: str, hint: str) -> None:
