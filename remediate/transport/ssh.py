@@ -378,11 +378,12 @@ class SSHTransport:
         deadline = time.monotonic() + timeout
         out, err = bytearray(), bytearray()
         out_mark, err_mark = f"{token}o\n".encode(), f"{token}e\n".encode()
-        while out_mark not in out or err_mark not in err:
-            if chan.recv_ready():
-                out += chan.recv(65536)
-            elif chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
+        # Read no byte past a marker: what follows it (dial-stdio's own error, say) stays in the channel.
+        while not out.endswith(out_mark) or not err.endswith(err_mark):
+            if not out.endswith(out_mark) and chan.recv_ready():
+                out += chan.recv(unread_to(out, out_mark))
+            elif not err.endswith(err_mark) and chan.recv_stderr_ready():
+                err += chan.recv_stderr(unread_to(err, err_mark))
             elif chan.exit_status_ready() or chan.closed:
                 chan.close()
                 raise Unreachable(f"{self.host.address}:{self.host.port}: the login shell ended before "
@@ -414,6 +415,15 @@ class SSHTransport:
             self._conn.close()
         self._conn = None
         self._transport = None
+
+
+def unread_to(seen: bytes | bytearray, mark: bytes) -> int:
+    """How many bytes may be read after `seen` without reading past the first `mark` to come: mark's length
+    less the longest end of `seen` that begins it (the mark cannot end sooner than that)."""
+    for k in range(min(len(mark) - 1, len(seen)), 0, -1):
+        if seen.endswith(mark[:k]):
+            return len(mark) - k
+    return len(mark)
 
 
 class _ShellTimeout(Exception):
