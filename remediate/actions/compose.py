@@ -14,7 +14,7 @@ from ..facts import containers as fc
 from .base import Action, ExecContext, Outcome
 
 if TYPE_CHECKING:
-    from ..transport.docker import Events
+    from ..transport.docker import Subscription
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class Wait:
         self.events: dict[str, list[fc.Event]] = {s: [] for s in action.services}
         self.candidates: dict[str, dict[str, fc.Candidate]] = {s: {} for s in action.services}
 
-    def run(self, stream: Events) -> dict[str, fc.Proof]:
+    def run(self, stream: Subscription) -> dict[str, fc.Proof]:
         """Read the stream until every service is proved, one fails, or `wait` seconds after the command returned."""
         ctx, api, services = self.ctx, self.api, self.action.services
         returned = ctx.clock()

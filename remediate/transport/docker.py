@@ -5,8 +5,8 @@ docker-py (`docker`) speaks the API: this module gives it the channel as its HTT
 one that imports it, inside functions, so `remediate --help` and runs without container questions never load
 it. Answers are the API's JSON documents; `facts/containers.py` turns them into typed values.
 
-A host has one channel for questions (kept for the run: no process starts on the host per question) and one
-more per event subscription (opened just before a command that starts containers, closed after its wait).
+A host has one channel for questions and one for the event stream of the containers it waits on (each opened
+on first use and kept for the run): no process starts on the host per question or per wait.
 """
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ class DockerAPI:
         self._adapter: Any = None
         self._version = ""
         self._offset: float | None = None  # the host's clock minus this machine's, in seconds
-        self._streams: list[Events] = []
+        self._offset_error = 0.0  # how far off that may be: half the round trip it was measured in
+        self._streams: dict[str, Events] = {}  # the open event streams, by their filters
         self.requests = 0  # API requests asked, for the recap's and the benchmark's counts
 
     # -- the connection -----------------------------------------------------------------------------------
@@ -105,19 +106,20 @@ class DockerAPI:
         except docker.errors.DockerException as exc:
             raise StepError(f"{self.host}: Docker Engine API, {what}: {exc}") from None
 
-    def unavailable(self, exc: BaseException) -> DockerUnavailable:
-        """The error for a daemon that cannot be reached: what dial-stdio said on its way out, and a hint."""
+    def unavailable(self, exc: BaseException, chan: Channel | None = None) -> DockerUnavailable:
+        """The error for a daemon that cannot be reached: what dial-stdio (of `chan`, else of the channel dialled
+        last) said on its way out, and a hint."""
         if self._dial is None:
             return DockerUnavailable(f"{self.host}: cannot reach the Docker daemon at {_local_url()}: {_reason(exc)}"
                                      + _hint(str(exc), self.user))
-        said, status = _last_words(self._channels[-1] if self._channels else None)
+        said, status = _last_words(chan or (self._channels[-1] if self._channels else None))
         how = f"`{' '.join(self._argv)}`" + (f" (exit {status})" if status is not None else "")
         return DockerUnavailable(f"{self.host}: cannot reach the Docker daemon through {how}: {said or _reason(exc)}"
                                  + _hint(said, self.user))
 
     def close(self) -> None:
         """Close every subscription and the question channel (the host's dial-stdio processes exit)."""
-        for stream in list(self._streams):
+        for stream in list(self._streams.values()):
             stream.close()
         if self._client is not None:
             self._client.close()
@@ -129,7 +131,7 @@ class DockerAPI:
 
     def interrupt(self) -> None:
         """Wake every wait on a subscription: it raises Interrupted (called from another thread)."""
-        for stream in list(self._streams):
+        for stream in list(self._streams.values()):
             stream.interrupt()
 
     # -- questions ------------------------------------------------------------------------------------------
@@ -196,6 +198,7 @@ class DockerAPI:
         if host is None:
             raise StepError(f"{self.host}: the Docker daemon did not say its time")
         self._offset = (host - EPOCH).total_seconds() - (before + after) / 2
+        self._offset_error = (after - before) / 2
         return host
 
     def host_time(self, local: float) -> datetime:
@@ -212,26 +215,42 @@ class DockerAPI:
         assert self._offset is not None
         return (host - EPOCH).total_seconds() - self._offset
 
-    def events(self, filters: Mapping[str, Any]) -> Events:
-        """Subscribe to events: the daemon has registered the subscription when this returns (what happens from
-        now on is seen); each subscription has its own channel, closed with it."""
+    def events(self, filters: Mapping[str, Any]) -> Subscription:
+        """What happens from now on to the containers the filters select. The host's stream for these filters is
+        opened on first use (the daemon has registered it when this returns) and kept for the run: one channel
+        for every wait of the run, not one per wait. A subscription sees only the stream's events from the moment
+        it began, by the host's clock (less the clock offset's uncertainty: nothing of its own is dropped)."""
         self._api()
+        since = self.host_time(time.time()) - timedelta(seconds=self._offset_error)
+        key = repr(sorted((str(k), repr(v)) for k, v in filters.items()))
+        stream = self._streams.get(key)
+        if stream is None or not stream.alive:
+            if stream is not None:
+                stream.close()
+            stream = self._subscribe(filters)
+            self._streams[key] = stream
+        return Subscription(stream, since)
+
+    def _subscribe(self, filters: Mapping[str, Any]) -> Events:
         adapter = None
+        own: list[Channel] = []
         if self._dial is None:
             client = _local_client(self._version)
         else:
-            adapter = _adapter(self._dial, self._channels)
+            adapter = _adapter(self._dial, own)
             client = _client(adapter, self._version)
         self.requests += 1
-        with self._errors("subscribe to events"):
-            generator = client.events(filters=dict(filters), decode=True)
-        stream = Events(self, client, adapter, generator)
-        self._streams.append(stream)
-        return stream
+        try:
+            with self._errors("subscribe to events"):
+                generator = client.events(filters=dict(filters), decode=True)
+        finally:
+            self._channels.extend(own)
+        return Events(self, client, adapter, generator, own)
 
     def _forget(self, stream: Events) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
+        for key, open_stream in list(self._streams.items()):
+            if open_stream is stream:
+                del self._streams[key]
 
 
 class Events:
@@ -241,11 +260,13 @@ class Events:
     _END = object()
     _WAKE = object()
 
-    def __init__(self, api: DockerAPI, client: Any, adapter: Any, generator: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, api: DockerAPI, client: Any, adapter: Any, generator: Iterator[dict[str, Any]],
+                 channels: Sequence[Channel] = ()) -> None:
         self._api = api
         self._client = client
         self._adapter = adapter
         self._generator = generator
+        self._channels = tuple(channels)  # the stream's own: closing them ends the reader's read at once
         self._queue: queue.Queue[Any] = queue.Queue()
         self._interrupted = False
         self._closed = False
@@ -282,10 +303,15 @@ class Events:
             import requests.exceptions
 
             if isinstance(item, requests.exceptions.ConnectionError):
-                raise self._api.unavailable(item)
+                raise self._api.unavailable(item, self._channels[-1] if self._channels else None)
             raise StepError(f"{self._api.host}: the Docker daemon's event stream failed: {item}")
         event: dict[str, Any] = item
         return event
+
+    @property
+    def alive(self) -> bool:
+        """Still reading the daemon's stream (not ended, not broken, not closed)."""
+        return not self.ended and not self._closed and self._thread.is_alive()
 
     def interrupt(self) -> None:
         """Wake the waiting reader now."""
@@ -293,20 +319,51 @@ class Events:
         self._queue.put(self._WAKE)
 
     def close(self) -> None:
-        """End the subscription: its channel closes, the reading thread ends."""
+        """End the stream: its channel closes, the reading thread ends."""
         self._closed = True
+        # The response holds the stream's one connection, so closing the client or its pool leaves it open:
+        # the channel is closed itself (docker-py's CancellableStream refuses SSH channels); a local socket's
+        # stream is shut down by docker-py.
+        for chan in self._channels:
+            chan.close()
+        if not self._channels:
+            try:
+                self._generator.close()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - a plain generator being read by the pump cannot be closed here
+                pass
         self._client.close()
         if self._adapter is not None:
             self._adapter.close()
         self._api._forget(self)
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> Events:
+
+class Subscription:
+    """One wait's view of a host's event stream: the events from the moment it began; leaving it keeps the
+    stream open for the next wait."""
+
+    def __init__(self, stream: Events, since: datetime) -> None:
+        self._stream = stream
+        self.since = since
+
+    @property
+    def ended(self) -> bool:
+        """The stream ended (or broke): nothing more will come."""
+        return self._stream.ended
+
+    def next(self, until: float) -> dict[str, Any] | None:
+        """The next event from the subscription's start on, or None when `until` (this machine's time.time())
+        passes first or the stream ended."""
+        while True:
+            event = self._stream.next(until)
+            if event is None or event_time(event) >= self.since:
+                return event
+
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
+        pass
 
 def _adapter(dial: Dial, channels: list[Channel]) -> Any:
     """A requests adapter with one pooled HTTP connection: a channel from `dial` (asked again if it closed)."""

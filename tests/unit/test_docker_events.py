@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from remediate.core.errors import Interrupted, StepError
-from remediate.transport.docker import DockerAPI, Events
+from remediate.transport.docker import EPOCH, DockerAPI, Events, Subscription
 
 
 class Client:
@@ -66,4 +67,44 @@ def test_a_broken_stream_is_an_error_naming_the_host() -> None:
     with pytest.raises(StepError, match="web-1: the Docker daemon's event stream failed: unexpected end of JSON"):
         events.next(time.time() + 5)
     assert events.ended and events.next(time.time() + 5) is None
+    events.close()
+
+
+class Chan:
+    """A channel whose close ends the stream, as a closed SSH channel ends the read of the stream on it."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class StuckClient:
+    def close(self) -> None:
+        pass  # as requests' close(): the stream's connection is checked out, nothing is closed
+
+
+def test_closing_a_stream_closes_its_channel_and_the_reader_ends_at_once() -> None:
+    stop = threading.Event()
+    events = Events(DockerAPI("web-1", None), StuckClient(), None, stream([], stop), [Chan(stop)])  # type: ignore[list-item]
+    began = time.time()
+    events.close()
+    assert time.time() - began < 1, "the reader was left blocked on the open channel"
+    assert not events.alive
+
+
+def at(seconds: float, action: str) -> dict[str, Any]:
+    return {"Action": action, "timeNano": int(seconds * 1e9)}
+
+
+def test_a_subscription_sees_only_what_happened_after_it_began() -> None:
+    stop = threading.Event()
+    events = Events(DockerAPI("web-1", None), Client(stop), None,
+                    stream([at(100.0, "die"), at(100.4, "start"), at(101.0, "start"), at(102.0, "die")], stop))
+    sub = Subscription(events, EPOCH + timedelta(seconds=100.5))
+
+    assert sub.next(time.time() + 5) == at(101.0, "start"), "the older ones (a previous wait's) are skipped"
+    assert sub.next(time.time() + 5) == at(102.0, "die")
+    assert sub.next(time.time() + 0.05) is None and not sub.ended
     events.close()
