@@ -97,7 +97,8 @@ class Transport(Protocol):
         ...
 
     def docker(self) -> DockerAPI:
-        """The host's Docker Engine API, opened on first use over this connection and closed with it."""
+        """The host's Docker Engine API, opened on first use over this connection and closed with it; it acts as
+        this transport's identity (a view that becomes another user dials its own)."""
         ...
 
     def close(self) -> None:

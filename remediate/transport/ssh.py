@@ -397,7 +397,13 @@ class SSHTransport:
         return chan
 
     def docker(self) -> DockerAPI:
-        """The host's Docker Engine API over a channel of this connection (`docker system dial-stdio`)."""
+        """The host's Docker Engine API over a channel of this connection (`docker system dial-stdio`).
+
+        Become (sudo) hook: the engine dials through `open_channel`, so a become view of this connection whose
+        `open_channel` runs argv through sudo gets the daemon as the become user by keeping an engine of its own,
+        `DockerAPI(self.name, lambda: view.open_channel(DIAL_STDIO), user=<become user>)`, closed with the view;
+        `sudo -n docker system dial-stdio` and `sudo -S` with the password line before the first request both
+        work (tried against this machine's daemon)."""
         if self._docker is None:
             from .docker import DIAL_STDIO, DockerAPI
 
