@@ -392,7 +392,7 @@ def _adapter(dial: Dial, channels: list[Channel]) -> Any:
 
     class Pool(urllib3.connectionpool.HTTPConnectionPool):
         def __init__(self) -> None:
-            # one connection; a second request while it is busy would wait (each subscription has its own pool)
+            # one connection; a second request while it is busy would wait (each event stream has its own pool)
             super().__init__("localhost", timeout=REQUEST_TIMEOUT, maxsize=1, block=True)
 
         def _new_conn(self) -> Connection:

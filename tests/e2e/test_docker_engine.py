@@ -265,6 +265,25 @@ def test_a_restart_is_proved_from_events_and_the_host_runs_no_docker_cli_per_que
     assert_only_api(engine_sshd, most_dials=2)
 
 
+def test_two_restarts_in_one_run_share_the_hosts_event_stream_and_each_sees_only_its_own_events(
+        engine_stack: LabStack, engine_sshd: EngineSshd, tmp_path: Path) -> None:
+    engine_sshd.reset()
+
+    run = apply(engine_stack, engine_sshd, tmp_path, "compose-restart-twice.yml", "--format", "json",
+                service="celery_beat", wait=120, settle=2)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    after = project_containers(engine_stack)["celery_beat"]
+    first, second = (step["data"]["proof"]["celery_beat"] for step in steps_of(run))
+    assert first["verdict"] == second["verdict"] == "running", (first, second)
+    first_decided, second_start = when(first["decided_at"]), when(second["events"][0]["at"])
+    started = when(after["State"]["StartedAt"])
+    assert second["events"][0]["action"] == "start" and first_decided and second_start and started, second
+    assert second_start > first_decided, "the second wait saw an event of the first restart"
+    assert abs((second_start - started).total_seconds()) < 0.1, (second, after)
+    assert_only_api(engine_sshd, most_dials=2)  # the questions' channel and one event stream, for both steps
+
+
 def test_a_container_that_dies_after_start_is_reported_from_its_die_event(
         engine_stack: LabStack, engine_sshd: EngineSshd, tmp_path: Path) -> None:
     # beat's command dies two seconds after it starts: `up -d` has returned and the container ran by then
