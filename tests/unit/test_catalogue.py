@@ -14,7 +14,8 @@ from remediate.diagnose import FAULTS, DiagnoseReport, HostDiagnosis, Severity, 
 from remediate.edits import composefile
 from remediate.edits.textpatch import EditError
 from remediate.facts.celery import CeleryFacts, QueueFacts
-from remediate.facts.compose import Container, Model, Mount, Service
+from remediate.facts.compose import Model, Mount, Service
+from remediate.facts.containers import Container
 from tests.unit.test_diagnose import HEALTHY, STARTED, container
 
 P, W = Severity.PROBLEM, Severity.WARNING
