@@ -197,3 +197,14 @@ def test_what_cannot_be_edited_safely_is_refused_naming_the_line() -> None:
         composefile.set_command("services:\n  w:\n    image: x\n", "w", ("celery",))
     with pytest.raises(EditError, match="not valid YAML"):
         composefile.set_command("services: [\n", "w", ("celery",))
+
+
+def test_each_fault_is_a_drift_health_check_of_its_own() -> None:
+    from remediate.drift import CheckStatus, health_checks
+
+    facts = CASES["the worker runs -B beside the beat service"][0]
+    checks = {c.name: c for c in health_checks(HostDiagnosis("web-1", judge(facts)[0], facts))}
+    assert [name for name in checks if name in {f.id for f in FAULTS}] == [f.id for f in FAULTS]
+    assert checks["two_beats"].status is CheckStatus.DRIFT
+    assert checks["two_beats"].details[0].startswith("two_beats: 2 beats run: every periodic task is sent once by each (celery_worker: 1")
+    assert all(checks[f.id].status is CheckStatus.OK for f in FAULTS if f.id != "two_beats")
