@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.errors import CommandFailed
+from ..core.options import is_user_name
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,17 @@ class CommandResult:
         if self.rc != 0:
             raise CommandFailed(self.argv, self.rc, self.out, self.err)
         return self
+
+
+@dataclass(frozen=True)
+class Become:
+    """Run as `user` through sudo (`become: true` in the inventory, a play or a step)."""
+
+    user: str = "root"
+
+    def __post_init__(self) -> None:
+        if not is_user_name(self.user):
+            raise ValueError(f"become_user {self.user!r} is not a user name")
 
 
 @dataclass(frozen=True)
