@@ -248,10 +248,14 @@ def start_jump_sshd(dir: Path, address: str, inside: Server, extra: Sequence[str
             except OSError:
                 return
             with conn:
-                children.append(subprocess.Popen(
-                    ["nsenter", f"--net={netns}", SSHD, "-i", "-f", str(conf), "-E", str(log)],
-                    stdin=conn.fileno(), stdout=conn.fileno(), close_fds=True,
-                ))
+                try:
+                    children.append(subprocess.Popen(
+                        ["nsenter", f"--net={netns}", SSHD, "-i", "-f", str(conf), "-E", str(log)],
+                        stdin=conn.fileno(), stdout=conn.fileno(), close_fds=True,
+                    ))
+                except OSError as exc:  # this connection gets no sshd; the next one is tried again
+                    with open(log, "a") as fh:
+                        fh.write(f"acceptor: cannot start sshd -i: {exc}\n")
             children[:] = [c for c in children if c.poll() is None]
 
     thread = threading.Thread(target=accept, name=f"jump-acceptor-{address}:{port}", daemon=True)
@@ -403,7 +407,7 @@ def silent_listener(address: str) -> Iterator[int]:
 def user_env(home: Path, agent: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment of a user whose home is `home`: no agent unless given, no passphrase or sudo password."""
     env = {k: v for k, v in os.environ.items()
-           if k != "SSH_AUTH_SOCK" and k not in (KEY_ENV, BECOME_ENV)}
+           if k not in ("SSH_AUTH_SOCK", "REMEDIATE_SSH_CONFIG", KEY_ENV, BECOME_ENV)}
     # the Docker CLI finds its compose plugin under the real home's ~/.docker, whatever HOME says
     env.setdefault("DOCKER_CONFIG", os.path.expanduser("~/.docker"))
     env.update(PYTHONPATH=str(ROOT), HOME=str(home))

@@ -62,6 +62,7 @@ class Identity:
     host_key_fingerprint: str | None = None
     client_key_fingerprint: str | None = None
     identity_file: str | None = None
+    via: str | None = None  # the jump hosts in front of it, user@address:port, comma-separated
 
     def audit_fields(self) -> dict[str, Any]:
         """As the audit trail records it (`host`, `diagnosis` records)."""
@@ -69,7 +70,8 @@ class Identity:
             return {"connection": "local", "ssh_user": None, "address": "local"}
         return {"connection": self.connection, "ssh_user": self.user, "address": self.address,
                 "host_key_fingerprint": self.host_key_fingerprint,
-                "client_key_fingerprint": self.client_key_fingerprint, "identity_file": self.identity_file}
+                "client_key_fingerprint": self.client_key_fingerprint, "identity_file": self.identity_file,
+                **({"via": self.via} if self.via else {})}
 
 
 class Transport(Protocol):
@@ -95,6 +97,11 @@ class Transport(Protocol):
 
     def interrupt(self) -> None:
         """Kill the command running now and refuse new ones (called from another thread)."""
+        ...
+
+    def as_user(self, become: Become | None) -> Transport:
+        """The same host, its commands run as become.user through sudo (None: as the login user itself),
+        over this transport's connection; closing it closes nothing."""
         ...
 
     def identity(self) -> Identity:

@@ -5,7 +5,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from ..inputs.inventory import Host
-from .base import CommandResult, Identity, Transport
+from .base import Become, CommandResult, Identity, Transport
 
 
 class Lent:
@@ -27,6 +27,10 @@ class Lent:
     def interrupt(self) -> None:
         """Kill the owner's running command."""
         self._transport.interrupt()
+
+    def as_user(self, become: Become | None) -> Transport:
+        """The owner's connection, as another user."""
+        return self._transport.as_user(become)
 
     def identity(self) -> Identity:
         """The owner's identity."""

@@ -32,13 +32,6 @@ PASSPHRASE = "correct horse battery staple"
 KEY_ENV, BECOME_ENV = sshlab.KEY_ENV, sshlab.BECOME_ENV
 run, run_on_tty = sshlab.run, sshlab.run_on_tty
 
-# what phase B of issue 14 item 5 / issue 15 item 7 implements; each mark goes when its test passes
-NOT_YET = "SSH as hosts really are (issue 14 item 5, issue 15 item 7): not implemented yet"
-
-
-def not_yet(reason: str = NOT_YET) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=reason)
-
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The JSON report of a run (--format json), with the run's output in the assertion message when it is not."""
@@ -178,7 +171,6 @@ def test_an_inventory_with_every_value_explicit_still_works(tmp_path: Path, home
 # ---------------------------------------------------------------------------------------------------- ssh_config
 
 
-@not_yet()
 def test_an_alias_from_ssh_config_gives_hostname_port_user_and_identity(
         tmp_path: Path, home: Path, server: sshlab.Server, keys: dict[str, Path]) -> None:
     private_copy(keys["plain"], home / ".ssh" / "lab_key")
@@ -205,8 +197,6 @@ Host *
     assert fixed(one) and fixed(two)
 
 
-# not run before it can pass: today `address: stale` is looked up in DNS, traffic off this machine
-@pytest.mark.xfail(strict=True, run=False, reason=NOT_YET)
 def test_inventory_values_win_over_ssh_config(tmp_path: Path, home: Path, server: sshlab.Server,
                                               keys: dict[str, Path]) -> None:
     ssh_config(home, f"Host stale\n    HostName {server.address}\n    Port 1\n    User nobody\n")
@@ -219,7 +209,6 @@ def test_inventory_values_win_over_ssh_config(tmp_path: Path, home: Path, server
     assert fixed(proj)
 
 
-@not_yet()
 def test_included_ssh_config_files_are_read(tmp_path: Path, home: Path, server: sshlab.Server,
                                             keys: dict[str, Path]) -> None:
     private_copy(keys["plain"], home / ".ssh" / "lab_key")
@@ -233,7 +222,6 @@ def test_included_ssh_config_files_are_read(tmp_path: Path, home: Path, server: 
     assert fixed(proj)
 
 
-@not_yet()
 def test_ssh_config_flag_reads_that_file_only(tmp_path: Path, home: Path, server: sshlab.Server,
                                               keys: dict[str, Path]) -> None:
     ssh_config(home, f"Host web-alias\n    HostName {server.address}\n    Port 1\n")  # the user's: would fail
@@ -247,7 +235,6 @@ def test_ssh_config_flag_reads_that_file_only(tmp_path: Path, home: Path, server
     assert fixed(proj)
 
 
-@not_yet()
 def test_no_ssh_config_flag_ignores_the_users_file(tmp_path: Path, home: Path, server: sshlab.Server,
                                                    keys: dict[str, Path]) -> None:
     # the user's file supplies the only key; without it nothing authenticates
@@ -263,7 +250,6 @@ def test_no_ssh_config_flag_ignores_the_users_file(tmp_path: Path, home: Path, s
     no_traceback(without)
 
 
-@not_yet()
 def test_a_broken_ssh_config_is_an_input_error_naming_file_and_line(tmp_path: Path, home: Path,
                                                                     server: sshlab.Server) -> None:
     config = ssh_config(home, "Host web-alias\n    HostName\n")
@@ -276,7 +262,6 @@ def test_a_broken_ssh_config_is_an_input_error_naming_file_and_line(tmp_path: Pa
     assert missing.returncode == 3 and str(tmp_path / "nope") in missing.stderr, missing.stderr
 
 
-@not_yet()
 def test_user_and_private_key_flags(tmp_path: Path, home: Path, server: sshlab.Server,
                                     keys: dict[str, Path]) -> None:
     proj = project(tmp_path / "p")
@@ -294,7 +279,6 @@ def test_user_and_private_key_flags(tmp_path: Path, home: Path, server: sshlab.S
 # ---------------------------------------------------------------------------------------------------- the agent and passphrases
 
 
-@not_yet()
 def test_a_passphrase_key_held_by_the_agent(tmp_path: Path, home: Path, server: sshlab.Server,
                                             keys: dict[str, Path]) -> None:
     proj = project(tmp_path / "p")
@@ -313,7 +297,6 @@ def test_a_passphrase_key_held_by_the_agent(tmp_path: Path, home: Path, server: 
         assert fixed(proj2)
 
 
-@not_yet()
 def test_a_passphrase_key_with_the_passphrase_in_the_environment(tmp_path: Path, home: Path,
                                                                  server: sshlab.Server, keys: dict[str, Path]) -> None:
     proj = project(tmp_path / "p")
@@ -324,7 +307,6 @@ def test_a_passphrase_key_with_the_passphrase_in_the_environment(tmp_path: Path,
     assert PASSPHRASE not in result.stdout + result.stderr
 
 
-@not_yet()
 def test_a_passphrase_key_without_a_passphrase_says_how_to_give_one(tmp_path: Path, home: Path,
                                                                     server: sshlab.Server, keys: dict[str, Path]) -> None:
     proj = project(tmp_path / "p")
@@ -344,7 +326,6 @@ def test_a_passphrase_key_without_a_passphrase_says_how_to_give_one(tmp_path: Pa
     assert snapshot(proj) == before
 
 
-@not_yet()
 def test_a_passphrase_is_asked_once_on_a_terminal_for_every_host_using_the_key(
         tmp_path: Path, home: Path, server: sshlab.Server, keys: dict[str, Path]) -> None:
     one, two = project(tmp_path / "p1"), project(tmp_path / "p2")
@@ -363,7 +344,6 @@ def test_a_passphrase_is_asked_once_on_a_terminal_for_every_host_using_the_key(
 # ---------------------------------------------------------------------------------------------------- key hygiene
 
 
-@not_yet()
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_a_private_key_others_can_read_is_refused_as_openssh_does(tmp_path: Path, home: Path, server: sshlab.Server,
                                                                   keys: dict[str, Path], mode: int) -> None:
@@ -380,7 +360,6 @@ def test_a_private_key_others_can_read_is_refused_as_openssh_does(tmp_path: Path
     no_traceback(result)
 
 
-@not_yet()
 def test_a_missing_identity_file_is_named(tmp_path: Path, home: Path, server: sshlab.Server) -> None:
     proj = project(tmp_path / "p")
     missing = tmp_path / "keys" / "id_gone"
@@ -395,7 +374,6 @@ def test_a_missing_identity_file_is_named(tmp_path: Path, home: Path, server: ss
 # ---------------------------------------------------------------------------------------------------- what a failed connection says
 
 
-@not_yet()
 def test_a_refused_connection_says_so_and_where(tmp_path: Path, home: Path, server: sshlab.Server,
                                                 keys: dict[str, Path]) -> None:
     proj = project(tmp_path / "p")
@@ -408,7 +386,6 @@ def test_a_refused_connection_says_so_and_where(tmp_path: Path, home: Path, serv
     no_traceback(result)
 
 
-@not_yet()
 def test_a_host_that_never_sends_a_banner_times_out_within_the_connect_timeout(
         tmp_path: Path, home: Path, server: sshlab.Server, keys: dict[str, Path]) -> None:
     proj = project(tmp_path / "p")
@@ -488,7 +465,6 @@ def test_the_target_is_not_reachable_without_the_jump_host(tmp_path: Path, jump_
     assert report(result)["hosts"]["web-1"]["status"] == "unreachable"
 
 
-@not_yet()
 def test_proxy_jump_in_the_inventory_one_connection_per_host(tmp_path: Path, jump_home: Path,
                                                              behind: tuple[sshlab.Server, sshlab.Server]) -> None:
     jump, target = behind
@@ -504,7 +480,6 @@ def test_proxy_jump_in_the_inventory_one_connection_per_host(tmp_path: Path, jum
     assert (accepted(jump) - jumps, accepted(target) - logins) == (1, 1)
 
 
-@not_yet()
 def test_proxy_jump_from_ssh_config(tmp_path: Path, jump_home: Path,
                                     behind: tuple[sshlab.Server, sshlab.Server]) -> None:
     jump, _ = behind
@@ -525,7 +500,6 @@ Host app-behind
     assert fixed(proj)
 
 
-@not_yet()
 @pytest.mark.parametrize("unknown", ["jump", "target"])
 def test_host_keys_are_checked_strictly_through_the_jump_host(tmp_path: Path, jump_home: Path, unknown: str,
                                                               behind: tuple[sshlab.Server, sshlab.Server]) -> None:
@@ -550,7 +524,6 @@ def test_host_keys_are_checked_strictly_through_the_jump_host(tmp_path: Path, ju
     no_traceback(result)
 
 
-@not_yet()
 def test_a_target_the_jump_host_cannot_reach_says_so_and_via_which_jump(
         tmp_path: Path, jump_home: Path, behind: tuple[sshlab.Server, sshlab.Server]) -> None:
     jump, _ = behind
@@ -692,7 +665,6 @@ def test_without_become_a_deploy_user_cannot_edit_root_owned_files(
     assert tree(edms) == before
 
 
-@not_yet()
 def test_become_in_the_play_a_deploy_user_makes_the_seed_edits_through_sudo(
         tmp_path: Path, home: Path, server: sshlab.Server, deploy: tuple[sshlab.User, Path], edms: Path) -> None:
     user, key = deploy
@@ -718,7 +690,6 @@ def test_become_in_the_play_a_deploy_user_makes_the_seed_edits_through_sudo(
     assert report(again)["summary"]["changed"] == 0
 
 
-@not_yet()
 def test_become_in_the_inventory_and_the_default_backup_root_of_root(
         tmp_path: Path, home: Path, server: sshlab.Server, deploy: tuple[sshlab.User, Path], edms: Path) -> None:
     user, key = deploy
@@ -737,7 +708,6 @@ def test_become_in_the_inventory_and_the_default_backup_root_of_root(
         shutil.rmtree(Path("/var/lib/remediate/backups") / run_id, ignore_errors=True)
 
 
-@not_yet()
 def test_become_per_step_and_become_user(tmp_path: Path, home: Path, server: sshlab.Server, base: Path,
                                          deploy: tuple[sshlab.User, Path], edms: Path) -> None:
     user, key = deploy
@@ -802,7 +772,6 @@ def test_become_per_step_and_become_user(tmp_path: Path, home: Path, server: ssh
         sshlab.remove_user(app)
 
 
-@not_yet()
 def test_sudo_asking_for_a_password_is_refused_clearly_without_one(
         tmp_path: Path, home: Path, server: sshlab.Server, deploy_with_password: tuple[sshlab.User, Path, str],
         edms: Path) -> None:
@@ -818,7 +787,6 @@ def test_sudo_asking_for_a_password_is_refused_clearly_without_one(
     no_traceback(result)
 
 
-@not_yet()
 def test_sudo_password_from_the_environment_and_a_wrong_one(
         tmp_path: Path, home: Path, server: sshlab.Server, deploy_with_password: tuple[sshlab.User, Path, str],
         edms: Path) -> None:
@@ -837,7 +805,6 @@ def test_sudo_password_from_the_environment_and_a_wrong_one(
         if (Path(os.environ["REMEDIATE_STATE_DIR"]) / "audit.jsonl").exists() else True
 
 
-@not_yet()
 def test_ask_become_pass_prompts_once_on_a_terminal(
         tmp_path: Path, home: Path, server: sshlab.Server, deploy_with_password: tuple[sshlab.User, Path, str],
         edms: Path) -> None:
@@ -910,7 +877,6 @@ def test_a_noisy_slow_login_shell_changes_no_result(tmp_path: Path, home: Path, 
         shutil.rmtree(base / "projects", ignore_errors=True)
 
 
-@not_yet()
 def test_a_noisy_login_shell_and_sudo_keep_outputs_exact(tmp_path: Path, home: Path, server: sshlab.Server,
                                                          noisy: tuple[sshlab.User, Path]) -> None:
     user, key = noisy
