@@ -395,6 +395,10 @@ def silent_listener(address: str) -> Iterator[int]:
         yield int(listener.getsockname()[1])
     finally:
         stop.set()
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
+        except OSError:
+            pass
         listener.close()
         for conn in held:
             conn.close()

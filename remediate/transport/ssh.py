@@ -409,7 +409,8 @@ class SSHTransport:
         while True:
             eof = chan.eof_received or chan.closed
             out_done = _read_through(chan.recv_ready, chan.recv, out, mark)
-            if _read_through(chan.recv_stderr_ready, chan.recv_stderr, err, mark) and out_done:
+            err_done = _read_through(chan.recv_stderr_ready, chan.recv_stderr, err, mark)
+            if out_done and err_done:
                 return
             if prompt is not None and err.count(prompt.encode()) > answered:
                 if answered:  # asked again: the password was wrong
@@ -435,7 +436,11 @@ class SSHTransport:
                 chan.close()
                 who = f"sudo -u {become.user}" if become else "the login shell"
                 raise StepError(f"{self.route.where}: {who} did not start within {self.options.connect_timeout:g} s")
-            select.select([chan], [], [], min(remaining, _POLL))
+            if out_done or err_done:
+                # the command's own bytes, left unread behind one marker, keep the channel readable: nap instead
+                time.sleep(min(remaining, 0.005))
+            else:
+                select.select([chan], [], [], min(remaining, _POLL))
 
     def _exec(self, become: Become | None, argv: Sequence[str], command: str, stdin: bytes,
               limit: float) -> CommandResult:
