@@ -234,10 +234,13 @@ class SSHTransport:
         except _Refused as exc:
             raise Unreachable(str(exc)) from None
         except paramiko.BadHostKeyException as exc:
-            files = " or ".join((*hop.known_hosts, *hop.global_known_hosts))
+            files = [f for f in (*hop.known_hosts, *hop.global_known_hosts) if _lists(f, hop.known_name)]
+            listed = " and ".join(files) or " or ".join((*hop.known_hosts, *hop.global_known_hosts))
+            remove = f"ssh-keygen -R '{hop.known_name}'" + (f" -f {files[0]}" if files else "")
             raise Unreachable(
                 f"{where}: host key CHANGED: server offered {exc.key.get_name()} {fingerprint(exc.key)}, "
-                f"{files} expects {fingerprint(exc.expected_key)}; refusing to connect"
+                f"{listed} expects {fingerprint(exc.expected_key)}; refusing to connect (someone may be "
+                f"intercepting the connection; if the host was reinstalled, verify the new key, then `{remove}`)"
             ) from None
         except AuthFailure:
             raise Unreachable(f"{where}: {auth_failure(hop, tried, self.options.agent)}") from None
@@ -256,7 +259,8 @@ class SSHTransport:
                                   "(is an SSH server listening there?)") from None
             raise Unreachable(f"{where}: {exc}") from None
         except (socket.timeout, TimeoutError):
-            raise Unreachable(f"{where}: connection timed out after {limit:g} s") from None
+            raise Unreachable(f"{where}: connection timed out after {limit:g} s (the host down, or packets dropped "
+                              "on the way? --connect-timeout waits longer)") from None
         except socket.gaierror as exc:
             raise Unreachable(f"{where}: cannot resolve {hop.hostname}: {exc.strerror or exc}") from None
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
@@ -715,6 +719,14 @@ def _read_through(ready: Any, recv: Any, buf: bytearray, mark: bytes) -> bool:
     return buf.endswith(mark)
 
 
+def _lists(path: str, name: str) -> bool:
+    """Whether the known_hosts file at path has a key for name."""
+    try:
+        return bool(os.path.exists(path) and known_host_keys(path).lookup(name))
+    except Exception:  # noqa: BLE001 - only for the hint; the connection is refused either way
+        return False
+
+
 def _socket_reason(exc: OSError) -> str:
     """A failed TCP connection in words ("connection refused"), from paramiko's per-address errors too."""
     errors = getattr(exc, "errors", None)
@@ -722,7 +734,7 @@ def _socket_reason(exc: OSError) -> str:
         exc = next(iter(errors.values()))
     code = getattr(exc, "errno", None)
     if code == errno.ECONNREFUSED:
-        return "connection refused"
+        return "connection refused (is an SSH server listening on that port?)"
     if code in (errno.ETIMEDOUT,):
         return "connection timed out"
     if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):

@@ -415,6 +415,8 @@ def test_a_changed_host_key_says_which_key_and_where(tmp_path: Path, home: Path,
     assert result.returncode == 1
     text = message(result, "web-1")
     assert "host key CHANGED" in text and server.host_fingerprint in text and str(forged) in text, text
+    name = sshlab.known_hosts_name(server.address, server.port)
+    assert f"ssh-keygen -R '{name}' -f {forged}" in text, text  # what to do about it
     assert f"{server.address}:{server.port}" in text and "\n" not in text, text
     no_traceback(result)
 
