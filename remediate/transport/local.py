@@ -6,9 +6,13 @@ import os
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..core.errors import CommandFailed, StepError
 from .base import Become, CommandResult, Identity, Transport, shell_command
+
+if TYPE_CHECKING:
+    from .docker import DockerAPI
 
 
 class LocalTransport:
@@ -20,12 +24,16 @@ class LocalTransport:
         self._password = password
         self._primed: set[str] = set()
         self._lock = threading.Lock()
+        self._docker: DockerAPI | None = None
 
     def connect(self) -> None:
         """Nothing to open."""
 
     def interrupt(self) -> None:
-        """Nothing to kill: a local command is in remediate's own process group, where the signal arrives too."""
+        """Nothing to kill: a local command is in remediate's own process group, where the signal arrives too;
+        a wait on container events is woken."""
+        if self._docker is not None:
+            self._docker.interrupt()
 
     def identity(self) -> Identity:
         """This machine, as the user remediate runs as."""
@@ -81,8 +89,19 @@ class LocalTransport:
                                 f"{done.stderr.decode('utf-8', 'replace').strip()[-300:]}")
             self._primed.add(become.user)
 
+    def docker(self) -> DockerAPI:
+        """This machine's Docker Engine API (its socket), opened on first use."""
+        if self._docker is None:
+            from .docker import DockerAPI
+
+            self._docker = DockerAPI(self.name, None, user=getpass.getuser())
+        return self._docker
+
     def close(self) -> None:
-        """Nothing to release."""
+        """Close the Engine API's connection, if one was opened."""
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
 
 
 class _AsUser:
@@ -112,6 +131,11 @@ class _AsUser:
 
     def notices(self) -> tuple[str, ...]:
         return self._owner.notices()
+
+    def docker(self) -> DockerAPI:
+        """This machine's socket, as remediate's own user: sudo cannot carry a socket (a become user's Docker
+        access is the local user's here)."""
+        return self._owner.docker()
 
     def close(self) -> None:
         """The host's transport is closed by its owner."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import paramiko
 
     from ..inputs.inventory import Host
+    from .docker import DockerAPI
 
 # a library's log is not the operator's output: without this, Python's last-resort handler prints paramiko's
 # tracebacks (a host without a banner: 21 lines) on stderr; the CLI's -vvv attaches a handler of its own
@@ -165,6 +166,7 @@ class SSHTransport:
         self._shells: dict[str | None, _Shell] = {}  # by become user (None: the login user)
         self._views: dict[str | None, AsUser] = {}
         self._lock = threading.Lock()
+        self._dockers: dict[str | None, DockerAPI] = {}  # the Engine API, by become user (None: the login user)
 
     # ------------------------------------------------------------------------------------------------ connection
 
@@ -332,6 +334,8 @@ class SSHTransport:
     def interrupt(self) -> None:
         """Kill the running remote command (its whole process group) and refuse new ones."""
         self._interrupted.set()
+        for api in list(self._dockers.values()):
+            api.interrupt()
 
     def as_user(self, become: Become | None) -> Transport:
         """This host's commands as `become.user` through sudo, over the same connection (None: the login user)."""
@@ -564,8 +568,29 @@ class SSHTransport:
             return f"(killing remote process group {pid} failed: {exc})"
         return f"(remote process group {pid} killed)"
 
+    def docker(self) -> DockerAPI:
+        """The host's Docker Engine API over a channel of this connection (`docker system dial-stdio`), as the
+        host's become user."""
+        return self._docker_as(self.become)
+
+    def _docker_as(self, become: Become | None) -> DockerAPI:
+        # become: dial-stdio runs through the same sudo as the user's shell (open_channel), one engine per user
+        key = become.user if become else None
+        with self._lock:
+            api = self._dockers.get(key)
+            if api is None:
+                from .docker import DIAL_STDIO, DockerAPI
+
+                api = self._dockers[key] = DockerAPI(
+                    self.name, lambda: self._open_channel(DIAL_STDIO, become, None),
+                    user=become.user if become else self.route.target.user)
+            return api
+
     def close(self) -> None:
-        """Close the shells, the connection and its jump hosts' connections."""
+        """Close the Engine API's channels, the shells, the connection and its jump hosts' connections."""
+        for api in self._dockers.values():
+            api.close()
+        self._dockers.clear()
         self._drop_connection()
 
 
@@ -590,6 +615,10 @@ class AsUser:
     def open_channel(self, argv: Sequence[str], timeout: float | None = None) -> paramiko.Channel:
         """A channel of its own running argv as the become user."""
         return self._owner._open_channel(argv, self.become, timeout)
+
+    def docker(self) -> DockerAPI:
+        """The host's Docker Engine API as the become user (dial-stdio through sudo)."""
+        return self._owner._docker_as(self.become)
 
     def as_user(self, become: Become | None) -> Transport:
         return self._owner.as_user(become)
@@ -685,6 +714,15 @@ class _Shell:
         self.chan.close()
 
 
+def unread_to(seen: bytes | bytearray, mark: bytes) -> int:
+    """How many bytes may be read after `seen` without reading past the first `mark` to come: mark's length
+    less the longest end of `seen` that begins it (the mark cannot end sooner than that)."""
+    for k in range(min(len(mark) - 1, len(seen)), 0, -1):
+        if seen.endswith(mark[:k]):
+            return len(mark) - k
+    return len(mark)
+
+
 class _ShellTimeout(Exception):
     """The command did not finish before its deadline, or the run was interrupted."""
 
@@ -713,9 +751,7 @@ def _read_through(ready: Any, recv: Any, buf: bytearray, mark: bytes) -> bool:
     """Read one stream of a channel into buf until buf ends with mark, never a byte past it (what follows
     is the command's own); whether it does."""
     while not buf.endswith(mark) and ready():
-        # the longest end of buf that could begin the mark: reading len(mark) - that cannot overshoot it
-        overlap = next((k for k in range(min(len(buf), len(mark) - 1), 0, -1) if buf.endswith(mark[:k])), 0)
-        buf += recv(len(mark) - overlap)
+        buf += recv(unread_to(buf, mark))
     return buf.endswith(mark)
 
 
