@@ -118,6 +118,26 @@ def test_a_channel_of_its_own_through_sudo(t: SSHTransport) -> None:
     assert out == b"0\necho\x00back".replace(b"echo\x00", b"echoed\x00")
 
 
+NO_PROJECT = {"com.docker.compose.project": "rmdt-no-such-project"}
+
+
+def test_the_engine_api_of_a_become_view_is_dialled_through_sudo(
+        t: SSHTransport, lab: tuple[sshlab.Server, Path], deploy: tuple[sshlab.User, Path],
+        asking: tuple[sshlab.User, Path, str]) -> None:
+    from remediate.transport.docker import DockerUnavailable
+
+    # the deploy user is not in group docker: as itself the daemon refuses it, in words naming it
+    with pytest.raises(DockerUnavailable, match=f"the SSH user {deploy[0].name} may not use the Docker socket"):
+        t.docker().containers(NO_PROJECT)
+    assert t.as_user(Become()).docker().containers(NO_PROJECT) == []  # sudo -n docker system dial-stdio
+    user, key, password = asking
+    conn = transport(lab, user, key, become_password=password)
+    try:  # sudo -S: the password line goes before the first request, never into the API stream
+        assert conn.as_user(Become()).docker().containers(NO_PROJECT) == []
+    finally:
+        conn.close()
+
+
 def test_sudo_without_a_password_when_it_needs_one_is_refused_in_words(
         lab: tuple[sshlab.Server, Path], asking: tuple[sshlab.User, Path, str]) -> None:
     conn = transport(lab, asking[0], asking[1])
