@@ -147,6 +147,18 @@ def test_an_unexpected_exception_at_run_time_ends_truthfully(tmp_path: Path, sta
     assert "TypeError" in out.out, out.out
 
 
+@pytest.mark.xfail(strict=True, reason="an argument of the wrong type found at run time exits 3 without recap (issue 15 item 2)")
+def test_an_argument_of_the_wrong_type_found_at_run_time_ends_truthfully(tmp_path: Path, state: Path) -> None:
+    """The rendered value is only known on the host's turn: a list where a string is needed, after a change."""
+    inventory, confs = hosts_of(tmp_path, Target("local"), ("web",))
+    playbook = tmp_path / "types.yml"
+    playbook.write_text(RUNTIME.replace('command: {argv: [echo, "{{ EXPR }}"]}',
+                                        'lineinfile: {path: "{{ conf }}", line: "{{ edited.stdout_lines }}"}'))
+    out = run("apply", "x", "-i", str(inventory), "-p", str(playbook))
+    check_truthful(tmp_path, out.rc, out.text, out.run_id, state, confs)
+    assert "expected a string" in out.out, out.out
+
+
 @pytest.mark.xfail(strict=True, reason="a local command that cannot be started is a traceback without recap (issue 15 item 2)")
 def test_a_command_that_cannot_be_started_after_a_change_ends_truthfully(tmp_path: Path, state: Path) -> None:
     """An argument larger than the kernel takes (128 KiB): exec fails with E2BIG on the host."""
