@@ -109,7 +109,7 @@ def make_transport(host: Host, options: RunOptions) -> Transport:
     if host.is_local:
         from .transport.local import LocalTransport
 
-        return LocalTransport(host.name)
+        return LocalTransport(host.name, options.command_timeout)
     from .transport.ssh import SSHOptions, SSHTransport
 
     return SSHTransport(host, SSHOptions(options.connect_timeout, options.command_timeout, options.accept_new_host_keys))

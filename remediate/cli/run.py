@@ -25,6 +25,7 @@ def add(sub: Any) -> None:
     apply.add_argument("--skip-tags", action="append", default=[], help="skip steps with these tags")
     common.verification(apply)
     common.connection(apply)
+    common.exclusive(apply)
     common.why(apply)
     apply.set_defaults(handle=apply_command)
 
@@ -41,6 +42,7 @@ def add(sub: Any) -> None:
     common.output(rb)
     common.verification(rb)
     common.connection(rb)
+    common.exclusive(rb)
     common.why(rb)
     rb.set_defaults(handle=rollback_command)
 

@@ -58,7 +58,7 @@ def _edit(fact: FileFact, edit: Any, ctx: PlanContext) -> tuple[Action, ...]:
     except textpatch.EditError as exc:
         at = f":{exc.line}" if exc.line else ""
         raise StepError(f"{fact.path}{at}: {exc.message}") from None
-    content = textpatch.encode(new_text, fmt)
+    content = textpatch.encode(new_text, fmt, text)
     if content == fact.data:
         return ()
     check_backup_root(fact, ctx)
@@ -194,7 +194,7 @@ class Template(FileStep):
         rendered = templating.render_file(self.src, ctx.template_path, ctx.vars)
         if fact.exists:
             before, fmt = textpatch.decode(fact.data)
-            content = textpatch.encode(rendered, fmt)
+            content = textpatch.encode(rendered, fmt, before)
         else:
             before, content = "", rendered.encode()
         if fact.exists and content == fact.data:

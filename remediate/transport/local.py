@@ -12,8 +12,10 @@ from .base import CommandResult, Identity
 class LocalTransport:
     """Commands as local subprocesses, argv only (no shell)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, command_timeout: float | None = None) -> None:
         self.name = name
+        # the bound on a command that names none (--command-timeout); None: unbounded
+        self.command_timeout = command_timeout
 
     def connect(self) -> None:
         """Nothing to open."""
@@ -38,16 +40,19 @@ class LocalTransport:
         cwd: str | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
-        """Run argv as a subprocess."""
+        """Run argv as a subprocess (a command that cannot be started is a result, as a shell reports it)."""
         full_env = {**os.environ, **env} if env else None
+        limit = timeout if timeout is not None else self.command_timeout
         try:
             proc = subprocess.run(
-                list(argv), input=stdin or b"", capture_output=True, env=full_env, cwd=cwd, timeout=timeout
+                list(argv), input=stdin or b"", capture_output=True, env=full_env, cwd=cwd, timeout=limit
             )
         except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(tuple(argv), 124, "", f"timed out after {timeout} s") from exc
+            raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s") from exc
         except FileNotFoundError as exc:
             return CommandResult(tuple(argv), 127, b"", f"{exc.filename}: command not found".encode())
+        except OSError as exc:  # E2BIG (an argument over 128 KiB), EACCES, ENOEXEC: the shell's 126
+            return CommandResult(tuple(argv), 126, b"", f"{argv[0]}: cannot run: {exc.strerror or exc}".encode())
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
     def close(self) -> None:

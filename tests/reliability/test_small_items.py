@@ -15,7 +15,6 @@ from tests.reliability.conftest import Target, leftovers, run, tmpfs, umount
 pytestmark = [pytest.mark.ssh, pytest.mark.reliability]
 
 
-@pytest.mark.xfail(strict=True, reason="backwards cron ranges are accepted (issue 15 item 9)")
 @pytest.mark.parametrize("schedule", ["5-1 * * * *", "0 23-2 * * *", "0 0 * * 5-1", "0 0 20-10 * *"])
 def test_a_backwards_cron_range_is_refused(tmp_path: Path, schedule: str) -> None:
     inventory = Target("local").inventory(tmp_path / "inv.yml", {"here": {}})
@@ -25,7 +24,6 @@ def test_a_backwards_cron_range_is_refused(tmp_path: Path, schedule: str) -> Non
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").rglob("remediate-drift-*"))
 
 
-@pytest.mark.xfail(strict=True, reason="--connect-timeout accepts nan and negative values (issue 15 item 9)")
 @pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
 @pytest.mark.parametrize("command", ["apply", "drift"])
 def test_a_connect_timeout_that_is_not_a_finite_positive_number_is_invalid_input(
@@ -41,7 +39,6 @@ def test_a_connect_timeout_that_is_not_a_finite_positive_number_is_invalid_input
     assert not (state / "audit.jsonl").exists() or "run_start" not in (state / "audit.jsonl").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="there is no --command-timeout flag (issue 15 item 9)")
 def test_command_timeout_bounds_a_command(tmp_path: Path, target: Target) -> None:
     inventory = target.inventory(tmp_path / "inv.yml", {"web": {}})
     playbook = tmp_path / "slow.yml"
@@ -56,7 +53,6 @@ def test_command_timeout_bounds_a_command(tmp_path: Path, target: Target) -> Non
     assert bad.rc == 3 and "--command-timeout" in bad.err, bad.text
 
 
-@pytest.mark.xfail(strict=True, reason="an untouched LF line becomes CRLF in a mixed file (issue 15 item 9)")
 def test_mixed_line_endings_keep_every_untouched_line_as_it_was(tmp_path: Path, target: Target) -> None:
     conf = tmp_path / "project" / "app.conf"
     conf.parent.mkdir()
