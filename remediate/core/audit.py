@@ -144,9 +144,19 @@ class AuditLog:
                     seq, prev = seq + 1, sha256_bytes(line)
                 data = b"".join(line + b"\n" for line in lines)
                 self._tail = None
-                _write_all(fd, data)
-                os.fsync(fd)
-                self._write_head(seq - 1, prev)
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                    self._write_head(seq - 1, prev)
+                except OSError:
+                    # a batch is committed only when its records and the head are both written: cut a torn
+                    # or unheaded batch off again, so the trail never ends in half a record
+                    try:
+                        os.ftruncate(fd, size)
+                        os.fsync(fd)
+                    except OSError:
+                        pass
+                    raise
                 self._tail = (size + len(data), seq, prev)
         except (OSError, AuditError) as exc:
             error = exc if isinstance(exc, AuditError) else AuditError(
@@ -171,10 +181,18 @@ class AuditLog:
         tmp = os.path.join(os.path.dirname(self.head_path), f".{HEAD_FILE}.{os.getpid()}.{threading.get_ident()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, json.dumps({"seq": seq, "line_sha256": line_hash}).encode() + b"\n")
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.head_path)
+            try:
+                _write_all(fd, json.dumps({"seq": seq, "line_sha256": line_hash}).encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.head_path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
 
 def _next_link(fd: int, path: Path) -> tuple[int, str]:

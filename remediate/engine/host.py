@@ -89,14 +89,24 @@ class HostRunner:
         except Unreachable as exc:
             return HostResult(name, Status.UNREACHABLE, tuple(log.results), str(exc), self._notices())
         except AuditError as exc:
+            # no host may change anything without its write-ahead record: the whole run stops here
+            if self._interrupt is not None:
+                self._interrupt.halt(str(exc))
             return HostResult(name, Status.FAILED, tuple(log.results), str(exc), self._notices())
+        except Exception as exc:  # a bug in remediate: the host ends failed, the run ends with its recap
+            if self._interrupt is not None:
+                self._interrupt.halt(f"internal error on {name}")
+            return HostResult(name, Status.FAILED, tuple(log.results),
+                              f"internal error: {type(exc).__name__}: {exc}", self._notices())
         counted = tuple(r for r in log.results if not r.ignored)
         failed = next((r for r in counted if r.status == Status.FAILED), None)
         status = Status.FAILED if failed else host_status(counted)
         message = f"{failed.name}: {failed.message}" if failed else ""
         if log.interrupted_at:
             status = Status.FAILED
-            message = f"interrupted {log.interrupted_at}" + (f"\n{message}" if message else "")
+            fault = self._interrupt.fault if self._interrupt is not None and not self._interrupt.is_set() else ""
+            why = f"stopped {log.interrupted_at}: the run was halted: {fault}" if fault else f"interrupted {log.interrupted_at}"
+            message = why + (f"\n{message}" if message else "")
         return HostResult(name, status, tuple(log.results), message, self._notices())
 
     def _roll_back(self, play: Play) -> None:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
-from ..core.audit import RunAudit
+from ..core.audit import AuditError, RunAudit
 from ..core.options import RunOptions
 from ..core.redact import Redactor
 from ..core.results import HostResult, Mode, RunReport, Status
@@ -37,6 +38,8 @@ def run_hosts(
         mine = tuple(p for p in plays if host.name in {h.name for h in inventory.select(p.hosts, "hosts", p.where)})
         if interrupt.is_set():
             return HostResult(host.name, Status.FAILED, (), "interrupted before this host started")
+        if interrupt.fault:
+            return HostResult(host.name, Status.FAILED, (), f"not started: the run was halted: {interrupt.fault}")
         transport = connect(host)
         try:
             return HostRunner(host, mine, transport, options, audit.run_id, template_path, events,
@@ -56,6 +59,10 @@ def run_hosts(
                 # without the CLI's signal handlers Ctrl-C lands here: stop the hosts the same way, then wait
                 interrupt.trigger()
     report = RunReport(audit.run_id, mode, tuple(results), interrupt.is_set(), redactor)
-    audit.record("run_end", exit_code=int(report.exit_code()), summary=report.summary(),
-                 interrupted=report.interrupted, hosts={h.host: h.status.value for h in report.hosts})
+    try:
+        audit.record("run_end", exit_code=int(report.exit_code()), summary=report.summary(),
+                     interrupted=report.interrupted, hosts={h.host: h.status.value for h in report.hosts})
+    except AuditError as exc:
+        # hosts were contacted and may have changed: the recap is the account, and it says the trail's is not
+        return replace(report, audit_error=str(exc))
     return report

@@ -99,6 +99,8 @@ def render_string(text: str, variables: Mapping[str, Any], where: Location, what
         raise TemplateError(f"{what}: template syntax error: {exc.message}", where) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: {exc}", where) from None
+    except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
+        raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
 
 
 def render_value(value: Any, variables: Mapping[str, Any], where: Location, what: str) -> Any:
@@ -125,6 +127,8 @@ def evaluate(expression: str, variables: Mapping[str, Any], where: Location, wha
         raise TemplateError(f"{what}: expression syntax error: {exc.message}", where) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: {exc}", where) from None
+    except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
+        raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
 
 
 def _defined(value: Any) -> Any:
@@ -204,6 +208,8 @@ def render_file(name: str, search_path: tuple[str, ...], variables: Mapping[str,
         raise TemplateError(f"undefined variable: {exc.message}", _template_location(exc, template)) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(str(exc), _template_location(exc, template)) from None
+    except Exception as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}", Location(template.filename or template.name or "<template>")) from None
 
 
 def _template_location(exc: BaseException, template: jinja2.Template) -> Location:

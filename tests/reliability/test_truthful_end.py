@@ -20,6 +20,7 @@ FILL = """\
       lineinfile: {{path: "{project}/a.conf", line: "A = 2"}}
       notify: [reload]
     - name: the state disk fills
+      when: "fill == 'go'"
       command: {{argv: [sh, -c, 'dd if=/dev/zero of="$0/fill" bs=4k 2>/dev/null; true', "{state}"]}}
     - name: edit b
       lineinfile: {{path: "{project}/b.conf", line: "B = 2"}}
@@ -29,7 +30,6 @@ FILL = """\
 """
 
 
-@pytest.mark.xfail(strict=True, reason="a full state disk after a change ends in 'nothing was changed' (issue 15 item 2)")
 def test_state_disk_full_after_a_change_ends_with_the_recap_and_exit_1(tmp_path: Path) -> None:
     state = tmpfs(tmp_path / "state", "512k")
     env = {"REMEDIATE_STATE_DIR": str(state)}
@@ -41,7 +41,7 @@ def test_state_disk_full_after_a_change_ends_with_the_recap_and_exit_1(tmp_path:
         inventory = Target("local").inventory(tmp_path / "inv.yml", {"web": {"backup_dir": str(tmp_path / "backups")}})
         playbook = tmp_path / "full.yml"
         playbook.write_text(FILL.format(project=project, state=state))
-        out = run("apply", "x", "-i", str(inventory), "-p", str(playbook), env=env)
+        out = run("apply", "x", "-i", str(inventory), "-p", str(playbook), "-e", "fill=go", env=env)
         assert out.rc == 1, out.text
         assert "nothing was changed" not in out.text, out.text
         assert out.run_id, "no recap"
@@ -55,7 +55,7 @@ def test_state_disk_full_after_a_change_ends_with_the_recap_and_exit_1(tmp_path:
         verify = run("audit", "verify", env=env)
         assert verify.rc == 0, verify.text
         assert sorted(p.name for p in state.rglob(".*")) == [], "temp files left in the state directory"
-        after = run("apply", "x", "-i", str(inventory), "-p", str(playbook), env=env)
+        after = run("apply", "x", "-i", str(inventory), "-p", str(playbook), "-e", "fill=stay", env=env)
         assert after.rc == 0, after.text
         assert "handler 'reload' is owed since run" in after.out
         assert (project / "reloaded").exists() and (project / "b.conf").read_text() == "B = 1\nB = 2\n"
@@ -107,7 +107,6 @@ def check_truthful(tmp_path: Path, out_rc: int, text: str, run_id: str | None, s
     assert end["exit_code"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a template error at run time exits 3 without recap or end records (issue 15 item 3)")
 def test_a_template_error_at_run_time_after_changes_on_three_hosts_ends_truthfully(
     tmp_path: Path, target: Target, state: Path
 ) -> None:
@@ -127,7 +126,6 @@ def test_a_template_error_at_run_time_after_changes_on_three_hosts_ends_truthful
     assert all(Path(f"{c}.reloaded").exists() for c in confs.values())
 
 
-@pytest.mark.xfail(strict=True, reason="a sandbox refusal at run time exits 3 without recap (issue 15 item 3)")
 def test_a_sandbox_refusal_after_a_change_ends_truthfully(tmp_path: Path, state: Path) -> None:
     inventory, confs = hosts_of(tmp_path, Target("local"), ("web",))
     playbook = tmp_path / "sandbox.yml"
@@ -137,7 +135,6 @@ def test_a_sandbox_refusal_after_a_change_ends_truthfully(tmp_path: Path, state:
     assert "unsafe" in out.out or "SecurityError" in out.out or "sandbox" in out.out, out.out
 
 
-@pytest.mark.xfail(strict=True, reason="an exception inside a template at run time is a traceback without recap (issue 15 item 2)")
 def test_an_unexpected_exception_at_run_time_ends_truthfully(tmp_path: Path, state: Path) -> None:
     inventory, confs = hosts_of(tmp_path, Target("local"), ("web",))
     playbook = tmp_path / "internal.yml"
@@ -147,7 +144,6 @@ def test_an_unexpected_exception_at_run_time_ends_truthfully(tmp_path: Path, sta
     assert "TypeError" in out.out, out.out
 
 
-@pytest.mark.xfail(strict=True, reason="an argument of the wrong type found at run time exits 3 without recap (issue 15 item 2)")
 def test_an_argument_of_the_wrong_type_found_at_run_time_ends_truthfully(tmp_path: Path, state: Path) -> None:
     """The rendered value is only known on the host's turn: a list where a string is needed, after a change."""
     inventory, confs = hosts_of(tmp_path, Target("local"), ("web",))
@@ -159,7 +155,6 @@ def test_an_argument_of_the_wrong_type_found_at_run_time_ends_truthfully(tmp_pat
     assert "expected a string" in out.out, out.out
 
 
-@pytest.mark.xfail(strict=True, reason="a local command that cannot be started is a traceback without recap (issue 15 item 2)")
 def test_a_command_that_cannot_be_started_after_a_change_ends_truthfully(tmp_path: Path, state: Path) -> None:
     """An argument larger than the kernel takes (128 KiB): exec fails with E2BIG on the host."""
     inventory, confs = hosts_of(tmp_path, Target("local"), ("web",))

@@ -234,8 +234,8 @@ def test_a_drift_check_opens_one_transport_per_host(tmp_path: Path, monkeypatch:
         def close(self) -> None:
             closed.append(self.name)
 
-        def __init__(self, name: str) -> None:
-            super().__init__(name)
+        def __init__(self, name: str, command_timeout: float | None = None) -> None:
+            super().__init__(name, command_timeout)
             opened.append(name)
 
     monkeypatch.setattr("remediate.transport.local.LocalTransport", Counted)
