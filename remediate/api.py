@@ -141,7 +141,7 @@ def _run(loaded: Loaded, options: RunOptions, state: StateDir, mode: Mode, audit
          interrupt: Interrupt | None, connect: Callable[[Host], Transport] | None) -> RunReport:
     return run_hosts(loaded.inventory, loaded.plays, loaded.hosts, loaded.template_path, options, mode, audit,
                      PendingStore(state.pending), connect or (lambda host: make_transport(host, options)),
-                     events or NoEvents(), interrupt or Interrupt(), loaded.redactor)
+                     events or NoEvents(), interrupt or Interrupt(), loaded.redactor, state.locks)
 
 
 def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events | None = None,

@@ -37,6 +37,11 @@ class StateDir:
         return self.path / "pending"
 
     @property
+    def locks(self) -> Path:
+        """One lock file per host, held by the run that has the host (engine/lock.py)."""
+        return self.path / "locks"
+
+    @property
     def history(self) -> Path:
         """The drift history database."""
         return self.path / "drift.sqlite3"

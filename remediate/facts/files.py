@@ -35,6 +35,9 @@ resolve_root() {
 }
 """
 
+# the same, for scripts elsewhere (the run lock's holder lives in the backup root too)
+ROOT_SCRIPT = _ROOT
+
 # One round trip: the backup root and a NUL, a header line (mode uid gid, or MISSING), then the raw bytes.
 _READ = _ROOT + r"""
 resolve_root "$2"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CommandFailed, Interrupted, Unreachable
-from .base import CommandResult, Identity, shell_command
+from .base import CommandResult, Held, Identity, shell_command
 
 if TYPE_CHECKING:
     import paramiko
@@ -213,6 +213,35 @@ class SSHTransport:
                 return self._exec(argv, _PID_PREFIX + command, stdin, limit)
             return self._in_shell(argv, command, limit, stdin)
 
+    def hold(self, argv: Sequence[str], ready: str) -> Held:
+        """Start argv on a channel of its own with its stdin open, and return once it printed the line `ready`
+        (or ended). Releasing closes its stdin; a controller that dies drops the connection, which ends it too."""
+        with self._lock:
+            chan = self._channel()
+        chan.exec_command(shell_command(argv))
+        chan.settimeout(1.0)
+        deadline = time.monotonic() + self.options.connect_timeout + self.options.command_timeout
+        buf = b""
+        while time.monotonic() < deadline and not self._interrupted.is_set():
+            try:
+                data = chan.recv(4096)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            buf += data
+            lines = buf.decode("utf-8", "replace").split("\n")
+            if ready in lines[:-1]:
+                return Held(tuple(lines[:lines.index(ready) + 1]), True, "", lambda: _end_held(chan))
+        err = b""
+        try:
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+        finally:
+            chan.close()
+        return Held(tuple(buf.decode("utf-8", "replace").splitlines()), False, err.decode("utf-8", "replace"),
+                    lambda: None)
+
     def _channel(self) -> paramiko.Channel:
         import paramiko
 
@@ -369,6 +398,17 @@ class SSHTransport:
             self._conn.close()
         self._conn = None
         self._transport = None
+
+
+def _end_held(chan: paramiko.Channel) -> None:
+    """Close a held command's stdin, give it a moment to clean up, close the channel."""
+    try:
+        chan.shutdown_write()
+        chan.status_event.wait(10)
+    except (OSError, EOFError):
+        pass
+    finally:
+        chan.close()
 
 
 class _ShellTimeout(Exception):

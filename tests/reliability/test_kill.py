@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Target, finish, leftovers, run, staging_left, start, tmpfs, umount
+from tests.reliability.conftest import Target, finish, iterations, leftovers, run, staging_left, start, tmpfs, umount
 
 pytestmark = [pytest.mark.ssh, pytest.mark.reliability]
 
-KILLS = 60
+KILLS = iterations(12, 60)  # REMEDIATE_SOAK=1: the 60 of issue 15
 
 PLAYBOOK = """\
 - hosts: all

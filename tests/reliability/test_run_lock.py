@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Done, Target, finish, run, start
+from tests.reliability.conftest import Done, Target, finish, iterations, run, start
+
+CONCURRENT = iterations(12, 100)
 
 pytestmark = [pytest.mark.ssh, pytest.mark.reliability]
-
-NOT_YET = "no per-host run lock yet (issue 15 item 1)"
 
 ADD = """\
 - hosts: all
@@ -63,14 +63,13 @@ def wait_pid(path: Path, timeout: float = 60) -> int:
     raise AssertionError(f"{path} never appeared: the long step never started")
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_concurrent_applies_lose_no_update_and_the_loser_names_the_holder(tmp_path: Path, target: Target) -> None:
-    """100 times: two `apply` of one host started together. Every run that exits 0 has its line in the
+    """CONCURRENT times (100 with REMEDIATE_SOAK=1): two `apply` of one host started together. Every run that exits 0 has its line in the
     file; a run that exits 1 was refused by the lock, naming the run that held it."""
     conf, inventory, pb = setup(tmp_path, target)
     won: list[str] = []
     refused = 0
-    for i in range(100):
+    for i in range(CONCURRENT):
         procs = [start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", f"marker=R{n}-{i}") for n in (0, 1)]
         done = [finish(p) for p in procs]
         lines = conf.read_text().splitlines()
@@ -81,12 +80,12 @@ def test_concurrent_applies_lose_no_update_and_the_loser_names_the_holder(tmp_pa
             else:
                 refused += 1
                 assert holder_named(d, done[1 - n]), (i, n, d.text, done[1 - n].text)
-    assert conf.read_text().splitlines() == ["# settings", *won], "an update was lost"
-    assert refused >= 10, f"only {refused} of 100 iterations met the lock: the test did not race"
-    print(f"\n{target.kind}: 100 iterations, {refused} refused by the lock, {len(won)} lines written, none lost")
+    # two runs that did not overlap both win, in either order
+    assert sorted(conf.read_text().splitlines()) == sorted(["# settings", *won]), "an update was lost"
+    assert refused >= CONCURRENT // 10, f"only {refused} of {CONCURRENT} iterations met the lock: the test did not race"
+    print(f"\n{target.kind}: {CONCURRENT} iterations, {refused} refused by the lock, {len(won)} lines written, none lost")
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_wait_lock_waits_for_the_holder_then_runs(tmp_path: Path, target: Target) -> None:
     conf, inventory, pb = setup(tmp_path, target, HOLD)
     first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=3")
@@ -100,7 +99,6 @@ def test_wait_lock_waits_for_the_holder_then_runs(tmp_path: Path, target: Target
     assert conf.read_text().splitlines() == ["# settings", "first", "second"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_wait_lock_gives_up_after_its_seconds_naming_the_holder(tmp_path: Path, target: Target) -> None:
     conf, inventory, pb = setup(tmp_path, target, HOLD)
     first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=8")
@@ -115,7 +113,6 @@ def test_wait_lock_gives_up_after_its_seconds_naming_the_holder(tmp_path: Path, 
     assert conf.read_text().splitlines() == ["# settings", "first"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_two_controllers_exclude_each_other_on_the_host(tmp_path: Path, target: Target) -> None:
     """Two state directories are two controllers: only the lock on the host itself can stop the second."""
     conf, inventory, pb = setup(tmp_path, target, HOLD)
@@ -129,7 +126,6 @@ def test_two_controllers_exclude_each_other_on_the_host(tmp_path: Path, target: 
     assert conf.read_text().splitlines() == ["# settings", "first"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_a_stale_lock_of_a_killed_run_is_taken_over_saying_so(tmp_path: Path, target: Target) -> None:
     conf, inventory, pb = setup(tmp_path, target, HOLD)
     killed = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=300")
@@ -145,7 +141,7 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over_saying_so(tmp_path: Path, ta
     assert f"took over a stale lock of run {killed_id}" in after.text, after.text
     assert conf.read_text().splitlines() == ["# settings", "first", "second"]
     again = run("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=second", "-e", "hold=0")
-    assert again.rc == 0 and "stale" not in again.text, again.text
+    assert again.rc == 0 and "took over a stale lock" not in again.text, again.text
 
 
 OWES = """\
@@ -163,7 +159,6 @@ OWES = """\
 """
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_reloads_owed_by_runs_that_queued_for_the_host_all_survive(tmp_path: Path, target: Target) -> None:
     """Four runs at once, each a playbook of its own that edits, notifies and then fails: every one leaves a
     reload owed, and none of those debts is lost to another run's write of the host's pending file."""
@@ -183,7 +178,6 @@ def test_reloads_owed_by_runs_that_queued_for_the_host_all_survive(tmp_path: Pat
     assert sorted(Path(f"{conf}.reloads").read_text().splitlines()) == [f"reload {n}" for n in range(4)]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 @pytest.mark.parametrize("value", ["soon", "-1", "nan"])
 def test_a_bad_wait_lock_is_invalid_input(tmp_path: Path, value: str) -> None:
     conf, inventory, pb = setup(tmp_path, Target("local"))
