@@ -114,7 +114,6 @@ def test_random_sigkills_leave_no_temp_file_and_the_next_run_converges(
             umount(backups)
 
 
-@pytest.mark.xfail(strict=True, reason="temp files a killed run leaves in the state directory stay (issue 15 item 3)")
 def test_temp_files_a_killed_run_left_in_the_state_directory_are_removed_saying_so(tmp_path: Path, state: Path) -> None:
     """What SIGKILL leaves between a temp file's creation and its rename (the audit head, a host's owed
     reloads): the next run removes it, because its writer's process is gone, and says so."""
