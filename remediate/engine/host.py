@@ -89,7 +89,9 @@ class HostRunner:
         try:
             self.ctx.transport.connect()
             self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
-            if self._holder is not None:
+            if self._holder is not None and not self.ctx.host.is_local:
+                # `connection: local`: the controller is the host, and its lock in the state directory is the
+                # run lock (a host lock keyed by name would serialise every local inventory's `here` on a machine)
                 self._lock_on_host(self._holder)
             for play in self.plays:
                 played = self.runner.run(play)
@@ -125,8 +127,7 @@ class HostRunner:
     def _lock_on_host(self, holder: Holder) -> None:
         """The run lock on the host itself (other controllers); Locked naming the holder."""
         host = self.ctx.host
-        address = "local" if host.is_local else f"{host.address}:{host.port}"
-        lock = HostSideLock(self.ctx.transport, host.name, address, str(host.vars.get("backup_dir") or ""))
+        lock = HostSideLock(self.ctx.transport, host.name, f"{host.address}:{host.port}", str(host.vars.get("backup_dir") or ""))
         stale = lock.acquire(holder, self.ctx.options.wait_lock, lambda m: self.ctx.progress("run lock", m))
         self._host_lock = lock
         if stale:

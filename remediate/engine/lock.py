@@ -6,7 +6,8 @@ The controller's lock is a flock(2) on STATE_DIR/locks/HOST.lock: the kernel rel
 and the holder's description left in the file then tells that a run was killed (a stale lock, taken over, saying
 so). The host's lock is a short script on the host holding flock(1) on ROOT/.locks/run.HOST@ADDRESS while its
 stdin stays open: the run's end closes it, and so does a controller that dies (the connection, or the pipe,
-goes with it), so a killed controller never leaves the host locked.
+goes with it), so a killed controller never leaves the host locked. A `connection: local` host takes only the
+controller's lock: the controller is the host.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from ..core.errors import CommandFailed
-from .base import CommandResult, Held, Identity
+from .base import CommandResult, Identity
 
 
 class LocalTransport:
@@ -55,36 +55,6 @@ class LocalTransport:
             return CommandResult(tuple(argv), 126, b"", f"{argv[0]}: cannot run: {exc.strerror or exc}".encode())
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
-    def hold(self, argv: Sequence[str], ready: str) -> Held:
-        """Start argv with its stdin open (in a session of its own: a Ctrl-C for remediate is not for it) and
-        return once it printed the line `ready`, or ended."""
-        proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        lines = []
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            if line == ready:
-                return Held(tuple(lines), True, "", lambda: _end(proc))
-        err = proc.stderr.read().decode("utf-8", "replace")
-        _end(proc)
-        return Held(tuple(lines), False, err, lambda: None)
-
     def close(self) -> None:
         """Nothing to release."""
 
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """Close a held command's stdin and wait for it to end (killed if it does not within 10 s)."""
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

@@ -33,7 +33,6 @@ def refused_bomb(m_rc: int, err: str, name: str) -> bool:
     return m_rc == 3 and re.search(rf"{re.escape(name)}:\d+", err) is not None and "alias" in err
 
 
-@pytest.mark.xfail(strict=True, reason="YAML aliases are unbounded (issue 15 item 4)")
 def test_an_alias_bomb_in_step_arguments_is_refused_at_once(tmp_path: Path) -> None:
     playbook = tmp_path / "args.yml"
     playbook.write_text(f"- hosts: all\n  name: bomb\n  steps:\n    - name: boom\n      command:\n        env:\n"
@@ -44,7 +43,6 @@ def test_an_alias_bomb_in_step_arguments_is_refused_at_once(tmp_path: Path) -> N
     assert refused_bomb(m.done.rc, m.done.err, playbook.name), m.done.text
 
 
-@pytest.mark.xfail(strict=True, reason="YAML aliases are unbounded (issue 15 item 4)")
 def test_an_alias_bomb_in_play_variables_is_refused_at_once(tmp_path: Path) -> None:
     inventory = tmp_path / "inv.yml"
     inventory.write_text(LOCAL_INVENTORY)
@@ -56,7 +54,6 @@ def test_an_alias_bomb_in_play_variables_is_refused_at_once(tmp_path: Path) -> N
     assert refused_bomb(m.done.rc, m.done.err, playbook.name), m.done.text
 
 
-@pytest.mark.xfail(strict=True, reason="YAML aliases are unbounded (issue 15 item 4)")
 def test_an_alias_bomb_in_inventory_variables_is_refused_at_once(tmp_path: Path) -> None:
     inventory = tmp_path / "inv.yml"
     inventory.write_text(f"vars:\n  junk:\n{bomb('    ')}\n" + LOCAL_INVENTORY)
@@ -74,7 +71,6 @@ def test_ordinary_anchors_and_aliases_still_load(tmp_path: Path) -> None:
     assert out.rc == 0 and "2 step(s)" in out.out, out.text
 
 
-@pytest.mark.xfail(strict=True, reason="a key given beside a merge key is refused as a duplicate (found by issue 15's tests)")
 def test_a_key_beside_a_merge_key_overrides_the_merged_one(tmp_path: Path) -> None:
     """YAML's merge keys: `{<<: *step, name: two}` is the anchored mapping with its name replaced."""
     playbook = tmp_path / "merge.yml"
@@ -95,7 +91,6 @@ def big_playbook(path: Path, megabytes: int) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="playbooks of any size are parsed (issue 15 item 4)")
 def test_an_oversized_playbook_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
     playbook = big_playbook(tmp_path / "big.yml", 12)
     m = measured("validate", str(playbook), timeout=60)
@@ -103,7 +98,6 @@ def test_an_oversized_playbook_is_refused_before_it_is_parsed(tmp_path: Path) ->
     assert m.done.rc == 3 and "big.yml" in m.done.err and "MiB" in m.done.err, m.done.text
 
 
-@pytest.mark.xfail(strict=True, reason="inventories of any size are parsed (issue 15 item 4)")
 def test_an_oversized_inventory_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
     inventory = tmp_path / "inv.yml"
     with inventory.open("w") as fh:
@@ -127,7 +121,6 @@ HUGE = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="Jinja2 rendering is unbounded (issue 15 item 4)")
 @pytest.mark.parametrize("expression", HUGE)
 def test_a_huge_value_in_a_template_is_refused_without_being_built(tmp_path: Path, expression: str) -> None:
     inventory = tmp_path / "inv.yml"
@@ -141,7 +134,6 @@ def test_a_huge_value_in_a_template_is_refused_without_being_built(tmp_path: Pat
     assert m.peak_mib < 400, f"{m.peak_mib:.0f} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason="a template's rendered size is unbounded (issue 15 item 4)")
 def test_a_huge_rendered_template_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "huge.j2").write_text("{% for i in range(100000) %}{{ 'y' * 1000 }}\n{% endfor %}")
