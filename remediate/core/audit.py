@@ -25,6 +25,18 @@ HEAD_FILE = "audit.head"
 GENESIS = "0" * 64
 
 
+# the largest diff an intent record keeps whole (bytes of its masked text); beyond it, its size and hash
+MAX_AUDIT_DIFF = 64 << 10
+
+
+def diff_fields(masked: str) -> dict[str, Any]:
+    """An intent record's diff fields for an already masked diff."""
+    data = masked.encode("utf-8", "surrogateescape")
+    if len(data) <= MAX_AUDIT_DIFF:
+        return {"diff": masked}
+    return {"diff_bytes": len(data), "diff_sha256": sha256_bytes(data)}
+
+
 class AuditError(RemediateError):
     """The trail cannot be written: remediate refuses to change anything (exit 1)."""
 
@@ -399,6 +411,9 @@ def render_run(records: list[dict[str, Any]]) -> str:
                 lines += [f"    {path}" for path in r.get("files") or ()]
             if r.get("diff"):
                 lines += ["    " + line for line in str(r["diff"]).rstrip("\n").splitlines()]
+            elif r.get("diff_sha256"):
+                lines.append(f"    diff of {r.get('diff_bytes')} bytes not kept (more than {MAX_AUDIT_DIFF >> 10} KiB; "
+                             f"sha256 {r['diff_sha256']} of its masked text)")
         elif event == "result":
             rc = f" exit {r['rc']}" if r.get("rc") is not None else ""
             msg = f": {r['message']}" if r.get("message") else ""

