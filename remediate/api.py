@@ -116,7 +116,7 @@ def make_transport(host: Host, options: RunOptions) -> Transport:
 
 
 def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,
-                **fields: Any) -> RunAudit:
+                continue_broken: bool = False, **fields: Any) -> RunAudit:
     """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted."""
     try:
         inventory = {"path": str(Path(loaded.inventory.path).resolve()), "sha256": sha256_file(loaded.inventory.path)}
@@ -124,7 +124,8 @@ def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(),
     except OSError as exc:
         raise AuditError(f"cannot hash the run's inputs for the audit trail: {exc}") from None
     return AuditLog(state.audit).start(
-        run_id or new_run_id(), command, loaded.redactor, why=why.fields(), inventory=inventory, playbooks=playbooks,
+        run_id or new_run_id(), command, loaded.redactor, continue_broken, why=why.fields(), inventory=inventory,
+        playbooks=playbooks,
         hosts=[h.name for h in loaded.hosts], **fields,
     )
 
@@ -150,7 +151,8 @@ def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
     """Run the playbooks on every selected host (check mode when options.check), audited; fail closed: an audit
     trail that cannot be written is an AuditError before any host is contacted."""
     mode = Mode.CHECK if options.check else Mode.APPLY
-    audit = start_audit(loaded, state, mode.value, why, options=_run_fields(options))
+    audit = start_audit(loaded, state, mode.value, why, continue_broken=options.force_audit_continue,
+                        options=_run_fields(options))
     return _run(loaded, options, state, mode, audit, events, interrupt, connect)
 
 
@@ -163,8 +165,8 @@ def check(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
 def rollback(loaded: Loaded, options: RunOptions, state: StateDir, run_id: str, force: bool = False,
              events: Events | None = None, interrupt: Interrupt | None = None, why: Why = Why()) -> RunReport:
     """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
-    audit = start_audit(loaded, state, "rollback", why, options=_run_fields(options), rollback_of=run_id,
-                        force=force)
+    audit = start_audit(loaded, state, "rollback", why, continue_broken=options.force_audit_continue,
+                        options=_run_fields(options), rollback_of=run_id, force=force)
     return _run(loaded, options, state, Mode.CHECK if options.check else Mode.ROLLBACK, audit, events, interrupt, None)
 
 
@@ -203,7 +205,8 @@ def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, 
         files.setdefault(playbook_check_name(s.where.path), shown_path(s.where.path))
     connections = Connections(lambda host: make_transport(host, options))
     try:
-        audit = start_audit(loaded, state, Mode.CHECK.value, options=_run_fields(options))
+        audit = start_audit(loaded, state, Mode.CHECK.value, continue_broken=options.force_audit_continue,
+                            options=_run_fields(options))
         check_run = _run(loaded, options, state, Mode.CHECK, audit, None, None, connections.lend)
         diagnoses = dg.diagnose(loaded.hosts, connections.lend, options.forks) if health and loaded.hosts else None
     finally:

@@ -22,8 +22,6 @@ PLAYBOOK = """\
       lineinfile: {path: "{{ conf }}", line: "{{ marker }}"}
 """
 
-NOT_YET = "the trail's tail is not checked before appending (issue 15 item 5)"
-
 
 @pytest.fixture
 def apply(tmp_path: Path, state: Path):  # type: ignore[no-untyped-def]
@@ -54,7 +52,6 @@ def refused(out: Done, problem: str) -> bool:
     return out.rc == 1 and problem in out.err and "audit verify" in out.err and "--force-audit-continue" in out.err
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_records_removed_from_the_end_make_the_next_run_refuse(apply, state: Path) -> None:  # type: ignore[no-untyped-def]
     drop_last_line(state / "audit.jsonl")
     before = (state / "audit.jsonl").read_bytes()
@@ -64,7 +61,6 @@ def test_records_removed_from_the_end_make_the_next_run_refuse(apply, state: Pat
     assert run("audit", "verify").rc == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_a_replaced_last_record_makes_the_next_run_refuse(apply, state: Path) -> None:  # type: ignore[no-untyped-def]
     trail = state / "audit.jsonl"
     lines = trail.read_bytes().splitlines(keepends=True)
@@ -80,14 +76,12 @@ def test_a_replaced_last_record_makes_the_next_run_refuse(apply, state: Path) ->
     assert refused(out, "was replaced"), out.text
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_a_deleted_head_makes_the_next_run_refuse(apply, state: Path) -> None:  # type: ignore[no-untyped-def]
     (state / "audit.head").unlink()
     out = apply("three")
     assert refused(out, "audit.head"), out.text
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_force_audit_continue_records_the_break_and_verify_keeps_naming_it(apply, state: Path) -> None:  # type: ignore[no-untyped-def]
     drop_last_line(state / "audit.jsonl")
     kept = len(records(state))
