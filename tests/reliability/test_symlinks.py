@@ -13,8 +13,6 @@ from tests.reliability.conftest import Target, records, run
 
 pytestmark = [pytest.mark.ssh, pytest.mark.reliability]
 
-NOT_YET = "edits go through symlinks and replace them (issue 15 item 6)"
-
 
 def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
     """project/app.conf -> ../shared/app.conf (relative, as a deploy tool leaves it)."""
@@ -40,7 +38,6 @@ def inventory(tmp_path: Path, target: Target) -> Path:
     return target.inventory(tmp_path / "inv.yml", {"web": {"backup_dir": str(tmp_path / "backups")}})
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_an_edit_through_a_symlink_is_refused_naming_link_and_target(tmp_path: Path, target: Target) -> None:
     project, link, real = layout(tmp_path)
     out = run("apply", "x", "-i", str(inventory(tmp_path, target)), "-p", str(playbook(tmp_path, link, None)))
@@ -53,7 +50,6 @@ def test_an_edit_through_a_symlink_is_refused_naming_link_and_target(tmp_path: P
     assert check.rc == 1 and f"{link} is a symbolic link to {real}" in check.out, check.out
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_follow_symlinks_edits_the_target_in_place_and_rollback_restores_it(
     tmp_path: Path, target: Target, state: Path
 ) -> None:
@@ -94,7 +90,6 @@ def test_a_dangling_link_as_a_template_destination_is_refused(tmp_path: Path, ta
     assert link.is_symlink() and not link.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_follow_symlinks_creates_the_target_of_a_dangling_link(tmp_path: Path, target: Target) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "t.j2").write_text("hello\n")
