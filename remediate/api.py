@@ -21,6 +21,7 @@ from .drift import history, notify
 from .drift.assess import assess
 from .drift.model import DriftReport, FixOutcome, from_doc, playbook_check_name, shown_path, to_doc
 from .engine.control import Events, Interrupt, NoEvents
+from .engine.lock import ControllerLock, Holder, HostSideLock, Locked
 from .engine.pending import PendingStore
 from .engine.rollback import plan_from_records, rollback_plays
 from .engine.run import run_hosts
@@ -275,11 +276,29 @@ def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_th
                          "to tell which backups a rollback needs (--force to prune anyway)")
     trail = bk.TrailView.of(trail_records)
     now = time.time()
-    run = start_audit(loaded, state, "prune", why, options={
+    run = start_audit(loaded, state, "prune", why, continue_broken=options.force_audit_continue, options={
         "check": options.check, "force": force, "older_than": older_than_text, "limit": options.limit})
-    outcomes = bk.each_host(
-        loaded.hosts, lambda h: make_transport(h, options),
-        lambda h, t: bk.prune_host(h, t, trail, now, older_than, force, options.check, run), options.forks)
+    me = Holder.me(run.run_id, "prune")
+
+    def prune(host: Host, transport: Transport) -> bk.HostOutcome:
+        # one run per host: the same locks as apply's (engine/lock.py)
+        locks: list[ControllerLock | HostSideLock] = [ControllerLock(state.locks, host.name)]
+        if not host.is_local:
+            locks.append(HostSideLock(transport, host.name, f"{host.address}:{host.port}",
+                                      str(host.vars.get("backup_dir") or "")))
+        taken: list[ControllerLock | HostSideLock] = []
+        try:
+            for lock in locks:
+                lock.acquire(me, options.wait_lock, lambda message: None)
+                taken.append(lock)
+            return bk.prune_host(host, transport, trail, now, older_than, force, options.check, run)
+        except Locked as exc:
+            return bk.HostOutcome(host.name, error=str(exc))
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+
+    outcomes = bk.each_host(loaded.hosts, lambda h: make_transport(h, options), prune, options.forks)
     report = bk.BackupsReport(outcomes, prune=True, check=options.check, older_than=older_than)
     run.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
         "hosts": len(outcomes), "removed": sum(len(o.removed) for o in outcomes),
