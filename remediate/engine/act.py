@@ -109,7 +109,8 @@ class Actor:
                     self.owed.add(owed)
                     debts.extend(owed)
             except AuditError as exc:
-                raise StepError(f"{exc}; refusing to make this change, nothing was changed") from None
+                # no change without its write-ahead record: this host stops, and the run halts (engine/host.py)
+                raise AuditError(f"{exc}; refusing to make this change, nothing was changed") from None
         # a stop requested before the action starts raises here: nothing was attempted, so no result is recorded
         with self.stop.acting(action.interruptible):
             try:
