@@ -106,9 +106,11 @@ def test_random_sigkills_leave_no_temp_file_and_the_next_run_converges(
         assert verify.rc == 0, verify.text
         listing = run("audit", "show").out
         killed = [line.split()[0] for line in listing.splitlines() if "no end record" in line]
-        assert killed, listing
-        shown = run("audit", "show", killed[-1])
-        assert "no end record: the run was killed or lost" in shown.out, shown.out
+        # a kill that found a file written came after the run's first record: that run has no end record
+        assert killed or outcomes["new"] + outcomes["partly"] == 0, (outcomes, listing)
+        if killed:
+            shown = run("audit", "show", killed[-1])
+            assert "no end record: the run was killed or lost" in shown.out, shown.out
         print(f"\n{target.kind}: {KILLS} SIGKILLs within {span * 1.1:.2f} s of the start: {outcomes}; "
               f"{len(killed)} runs without an end record")
     finally:

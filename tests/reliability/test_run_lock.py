@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Done, Target, finish, iterations, run, start
+from tests.conftest import ROOT
+from tests.reliability.conftest import Done, Target, cli_env, finish, iterations, run, start
 
 CONCURRENT = iterations(12, 100)
 
@@ -34,8 +37,11 @@ HOLD = """\
       lineinfile: {path: "{{ conf }}", line: "{{ marker }}"}
     - name: a long step
       command:
-        argv: [sh, -c, 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep "$1"', "{{ conf }}.pid", "{{ hold }}"]
+        argv: [sh, -c, 'echo $$ > "$0.pid.tmp" && mv "$0.pid.tmp" "$0.pid"; n=0;
+               while [ ! -e "$0.go" ] && [ "$n" -lt "$(($1 * 10))" ]; do sleep 0.1; n=$((n + 1)); done',
+               "{{ conf }}", "{{ hold }}"]
 """
+# HOLD's long step lasts until the test creates CONF.go (or `hold` seconds pass): no test relies on timing
 
 
 def setup(tmp_path: Path, target: Target, playbook: str = ADD) -> tuple[Path, Path, Path]:
@@ -86,30 +92,43 @@ def test_concurrent_applies_lose_no_update_and_the_loser_names_the_holder(tmp_pa
     print(f"\n{target.kind}: {CONCURRENT} iterations, {refused} refused by the lock, {len(won)} lines written, none lost")
 
 
+def release(conf: Path) -> None:
+    """End HOLD's long step."""
+    Path(f"{conf}.go").touch()
+
+
 def test_wait_lock_waits_for_the_holder_then_runs(tmp_path: Path, target: Target) -> None:
     conf, inventory, pb = setup(tmp_path, target, HOLD)
-    first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=3")
+    first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=300")
     wait_pid(Path(f"{conf}.pid"))
-    second = run("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=second", "-e", "hold=0",
-                 "--wait-lock=60")
+    log = tmp_path / "second.out"
+    with log.open("w") as out:
+        second = subprocess.Popen([sys.executable, "-m", "remediate", "apply", "x", "-i", str(inventory), "-p", str(pb),
+                                   "-e", "marker=second", "-e", "hold=0", "--wait-lock=120"],
+                                  cwd=ROOT, env=cli_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while "waiting for the lock held by run" not in log.read_text():
+        assert second.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    release(conf)
     held = finish(first)
+    assert second.wait(timeout=120) == 0, log.read_text()
     assert held.rc == 0, held.text
-    assert second.rc == 0, second.text
-    assert f"waiting for the lock held by run {held.run_id}" in second.text
+    assert f"waiting for the lock held by run {held.run_id}" in log.read_text()
     assert conf.read_text().splitlines() == ["# settings", "first", "second"]
 
 
 def test_wait_lock_gives_up_after_its_seconds_naming_the_holder(tmp_path: Path, target: Target) -> None:
     conf, inventory, pb = setup(tmp_path, target, HOLD)
-    first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=8")
+    first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=300")
     wait_pid(Path(f"{conf}.pid"))
-    began = time.monotonic()
     second = run("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=second", "-e", "hold=0",
                  "--wait-lock=1")
-    waited = time.monotonic() - began
+    still_held = first.poll() is None  # it gave up while the holder still ran: it did not wait it out
+    release(conf)
     held = finish(first)
-    assert holder_named(second, held), second.text
-    assert waited < 7, f"--wait-lock=1 waited {waited:.1f} s"
+    assert holder_named(second, held) and "waited" in second.text, second.text
+    assert still_held
     assert conf.read_text().splitlines() == ["# settings", "first"]
 
 
@@ -120,9 +139,10 @@ def test_two_controllers_exclude_each_other_on_the_host(tmp_path: Path, target: 
         pytest.skip("connection: local takes no lock on the host besides the state directory's")
     conf, inventory, pb = setup(tmp_path, target, HOLD)
     other = {"REMEDIATE_STATE_DIR": str(tmp_path / "other-controller")}
-    first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=4")
+    first = start("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=first", "-e", "hold=300")
     wait_pid(Path(f"{conf}.pid"))
     second = run("apply", "x", "-i", str(inventory), "-p", str(pb), "-e", "marker=second", "-e", "hold=0", env=other)
+    release(conf)
     held = finish(first)
     assert holder_named(second, held), second.text
     assert "on the host" in second.text, second.text
