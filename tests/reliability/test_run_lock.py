@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.reliability.conftest import Done, Target, cli_env, finish, iterations, run, start
 
-CONCURRENT = iterations(12, 100)
+CONCURRENT = iterations(8, 100)
 
 pytestmark = [pytest.mark.ssh, pytest.mark.reliability]
 
@@ -88,7 +88,7 @@ def test_concurrent_applies_lose_no_update_and_the_loser_names_the_holder(tmp_pa
                 assert holder_named(d, done[1 - n]), (i, n, d.text, done[1 - n].text)
     # two runs that did not overlap both win, in either order
     assert sorted(conf.read_text().splitlines()) == sorted(["# settings", *won]), "an update was lost"
-    assert refused >= CONCURRENT // 10, f"only {refused} of {CONCURRENT} iterations met the lock: the test did not race"
+    assert refused >= max(1, CONCURRENT // 10), f"only {refused} of {CONCURRENT} iterations met the lock: the test did not race"
     print(f"\n{target.kind}: {CONCURRENT} iterations, {refused} refused by the lock, {len(won)} lines written, none lost")
 
 
