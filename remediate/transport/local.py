@@ -4,9 +4,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..core.errors import CommandFailed
 from .base import CommandResult, Identity
+
+if TYPE_CHECKING:
+    from .docker import DockerAPI
 
 
 class LocalTransport:
@@ -16,12 +20,16 @@ class LocalTransport:
         self.name = name
         # the bound on a command that names none (--command-timeout); None: unbounded
         self.command_timeout = command_timeout
+        self._docker: DockerAPI | None = None
 
     def connect(self) -> None:
         """Nothing to open."""
 
     def interrupt(self) -> None:
-        """Nothing to kill: a local command is in remediate's own process group, where the signal arrives too."""
+        """Nothing to kill: a local command is in remediate's own process group, where the signal arrives too;
+        a wait on container events is woken."""
+        if self._docker is not None:
+            self._docker.interrupt()
 
     def identity(self) -> Identity:
         """This machine, as the user remediate runs as."""
@@ -55,6 +63,18 @@ class LocalTransport:
             return CommandResult(tuple(argv), 126, b"", f"{argv[0]}: cannot run: {exc.strerror or exc}".encode())
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
-    def close(self) -> None:
-        """Nothing to release."""
+    def docker(self) -> DockerAPI:
+        """This machine's Docker Engine API (its socket), opened on first use."""
+        if self._docker is None:
+            import getpass
 
+            from .docker import DockerAPI
+
+            self._docker = DockerAPI(self.name, None, user=getpass.getuser())
+        return self._docker
+
+    def close(self) -> None:
+        """Close the Engine API's connection, if one was opened."""
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
