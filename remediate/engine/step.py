@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -85,7 +86,13 @@ class StepRunner:
         except (AuditError, Unreachable):
             raise
         except Exception as exc:  # a bug: fail the step truthfully rather than lose the run's end
-            return replace(base, status=Status.FAILED, message=f"internal error: {type(exc).__name__}: {exc}")
+            try:  # the traceback, for whoever fixes it: in the trail (masked), not in the operator's output
+                self.ctx.record("notice", message=f"internal error in step {spec.name!r}",
+                                traceback=traceback.format_exc(limit=20))
+            except AuditError:
+                pass
+            return replace(base, status=Status.FAILED, message=f"internal error: {type(exc).__name__}: {exc} "
+                                                               "(its traceback is in the audit trail)")
         if spec.verify and result.status == Status.CHANGED:
             result = replace(result, status=Status.OK)
         if result.status == Status.FAILED and spec.ignore_errors:
