@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Target, finish, iterations, leftovers, run, staging_left, start, tmpfs, umount
+from tests.reliability.conftest import (Target, finish, iterations, leftovers, records, run, staging_left, start, tmpfs,
+                                        umount)
 
 pytestmark = [pytest.mark.ssh, pytest.mark.reliability]
 
@@ -77,9 +78,10 @@ def test_random_sigkills_leave_no_temp_file_and_the_next_run_converges(
         assert first.rc == 0, first.text
         rng = random.Random(f"{target.kind}-15")
         outcomes = {"old": 0, "new": 0, "partly": 0}
-        killed_after_a_write = 0
+        unended: set[str] = set()  # runs killed after their first record and before their last
         for i in range(KILLS):
             reset()
+            seen = len(records(state))
             proc = start(*args)
             time.sleep(rng.uniform(0.0, span * 1.1))
             proc.send_signal(signal.SIGKILL)
@@ -91,8 +93,12 @@ def test_random_sigkills_leave_no_temp_file_and_the_next_run_converges(
             outcome = ("old" if (app, big) == (APP_OLD, BIG_OLD) else "new" if (app, big) == (app_new, big_new)
                        else "partly")
             outcomes[outcome] += 1
-            if was_killed and outcome != "old":
-                killed_after_a_write += 1
+            mine = records(state)[seen:]
+            started = {r["run_id"] for r in mine if r.get("event") == "run_start"}
+            ended = {r["run_id"] for r in mine if r.get("event") == "run_end"}
+            unended |= started - ended
+            if was_killed and outcome == "partly":  # killed between its writes: before its end record
+                assert started and not started & ended, (i, mine)
             assert leftovers(project) == [], i
             # a kill between a state file's temp copy and its rename leaves the copy: the next run removes it
             planted = temp_files(state)
@@ -111,8 +117,8 @@ def test_random_sigkills_leave_no_temp_file_and_the_next_run_converges(
         assert verify.rc == 0, verify.text
         listing = run("audit", "show").out
         killed = [line.split()[0] for line in listing.splitlines() if "no end record" in line]
-        # a run killed after it wrote a file was killed after its first record: it has no end record
-        assert len(killed) >= killed_after_a_write, (outcomes, killed_after_a_write, listing)
+        # `audit show` names exactly the runs killed between their first and last record as without an end
+        assert set(killed) == unended, (outcomes, killed, unended, listing)
         if killed:
             shown = run("audit", "show", killed[-1])
             assert "no end record: the run was killed or lost" in shown.out, shown.out
