@@ -4,7 +4,8 @@ the host's first step to after its last record, both naming their holder to the 
 
 The controller's lock is a flock(2) on STATE_DIR/locks/HOST.lock: the kernel releases it when its holder dies,
 and the holder's description left in the file then tells that a run was killed (a stale lock, taken over, saying
-so). The host's lock is a short script on the host holding flock(1) on ROOT/.locks/run.HOST@ADDRESS while its
+so). The host's lock is a short script on the host holding flock(1) on ROOT/.locks/run.HOST@ADDRESS (ROOT: the
+default backup root of the user the host's commands run as) while its
 stdin stays open: the run's end closes it, and so does a controller that dies (the connection, or the pipe,
 goes with it), so a killed controller never leaves the host locked. A `connection: local` host takes only the
 controller's lock: the controller is the host.
@@ -165,7 +166,7 @@ def _read(fd: int) -> str:
     return os.pread(fd, 65536, 0).decode("utf-8", "replace").strip()
 
 
-# Args: backup_dir (as configured, "" for the default), the lock's name, the holder's description. Prints
+# Args: a backup_dir ("": the user's default root), the lock's name, the holder's description. Prints
 # MARK lines (the login shell's own output may come first): STALE (a holder that was killed), then LOCKED and
 # waits for stdin to close, or HELD with the holder and exits 75.
 _HOLD = ROOT_SCRIPT + r"""
@@ -200,13 +201,15 @@ class Holds(Protocol):
 
 
 class HostSideLock:
-    """The lock on the host itself, held by a script whose stdin stays open until `release`."""
+    """The lock on the host itself, held by a script whose stdin stays open until `release`. It lives in the
+    default backup root of the user the host's commands run as (/var/lib/remediate/backups for root, else
+    ~/.local/state/remediate/backups), not in a configured backup_dir: every controller reaching the host as
+    that user meets there, whatever its inventory says, and the user can always create it."""
 
-    def __init__(self, transport: Any, host: str, address: str, backup_dir: str) -> None:
+    def __init__(self, transport: Any, host: str, address: str) -> None:
         self.transport = transport
         self.host = host
         self.name = quote(f"{host}@{address}", safe="@")
-        self.backup_dir = backup_dir
         self._held: Held | None = None
 
     def acquire(self, me: Holder, wait: float, waiting: Callable[[str], None],
@@ -219,7 +222,7 @@ class HostSideLock:
         told = False
         where = ", on the host"
         while True:
-            held = self.transport.hold(["sh", "-c", _HOLD, "remediate-lock", self.backup_dir, self.name, me.dumps()],
+            held = self.transport.hold(["sh", "-c", _HOLD, "remediate-lock", "", self.name, me.dumps()],
                                        f"{MARK} LOCKED")
             marks = [line.split(" ", 2)[1:] for line in held.lines if line.startswith(MARK + " ")]
             if held.running:

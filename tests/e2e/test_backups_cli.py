@@ -91,8 +91,8 @@ def test_list_then_prune_keeps_what_a_rollback_needs(tmp_path: Path, sshd: Sshd)
     assert f"web-1: kept {c}" in pruned.stdout and "web-1: kept 20200101T000000Z-ffffff" in pruned.stdout
     assert "not in this controller's audit trail" in pruned.stdout
     assert f"web-1: removed {dead} (left by a killed run)" in pruned.stdout and not dead.exists()
-    assert sorted(p.name for p in (tmp_path / "backups/web-1").iterdir()) == sorted([".locks", ".staging", c, "20200101T000000Z-ffffff"])
-    assert sorted(p.name for p in (tmp_path / "backups/web-2").iterdir()) == sorted([".locks", ".staging", a, b, c]), "--limit"
+    assert sorted(p.name for p in (tmp_path / "backups/web-1").iterdir()) == sorted([".staging", c, "20200101T000000Z-ffffff"])
+    assert sorted(p.name for p in (tmp_path / "backups/web-2").iterdir()) == sorted([".staging", a, b, c]), "--limit"
 
     shown = remediate("audit", "show")
     prune_run = [line.split()[0] for line in shown.stdout.splitlines() if " prune " in line][-1]
@@ -107,8 +107,7 @@ def test_list_then_prune_keeps_what_a_rollback_needs(tmp_path: Path, sshd: Sshd)
     forced = remediate("backups", "prune", "x", "-i", inv, "--older-than", "0s", "--limit", "web-1", "--force")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert f"web-1: removed {c}" in forced.stdout and "--force: `remediate rollback" in forced.stdout
-    # .locks: the run lock's files on the host (issue 15), kept like .staging
-    assert sorted(p.name for p in (tmp_path / "backups/web-1").iterdir()) == [".locks", ".staging"]
+    assert sorted(p.name for p in (tmp_path / "backups/web-1").iterdir()) == [".staging"]
     gone = remediate("rollback", c, "--limit", "web-1")
     assert gone.returncode == 1 and "is missing" in gone.stdout, gone.stdout
     assert (projects["web-1"] / SETTINGS).read_bytes() != original, "nothing restored without its backup"
