@@ -176,3 +176,26 @@ def not_an_sshd() -> Iterator[NotAnSshd]:
         yield listener
     finally:
         listener.close()
+
+
+def build_wheel(out: Path) -> Path:
+    """The wheel of this tree, built as a release would be (`pip wheel`, the project's build backend)."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q", str(ROOT), "-w", str(out)],
+                   check=True, capture_output=True, text=True)
+    return next(out.glob("remediate-*.whl"))
+
+
+def install_wheel(wheel: Path, target: Path) -> Path:
+    """The wheel installed into a directory of its own (its dependencies come from the suite's venv)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "-q", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True, text=True)
+    return target
+
+
+def installed(target: Path, *args: str, cwd: Path, env: Mapping[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The installed wheel's CLI run from cwd (never this checkout: it is not on the path)."""
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full.update(PYTHONPATH=str(target), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "remediate", *args], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=timeout)
