@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.results import Status, StepResult
+from ..inputs import patterns
 from ..inputs.playbook import Play, StepSpec
 from .context import HostContext, playbook_key
 from .control import Stop
@@ -119,8 +120,5 @@ class PlayRunner:
         return owed
 
     def _selected(self, spec: StepSpec, play: Play) -> bool:
-        tags = set(spec.tags) | set(play.tags)
         options = self.ctx.options
-        if options.tags and not tags & set(options.tags):
-            return False
-        return not (options.skip_tags and tags & set(options.skip_tags))
+        return patterns.tag_selected((*spec.tags, *play.tags), options.tags, options.skip_tags)

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import schema
+from . import patterns, schema
 from ..core.errors import InputError, Location
 from .yamlio import YMap, load_file
 
@@ -52,21 +52,18 @@ class Inventory:
         raise KeyError(name)
 
     def select(self, pattern: str, what: str, at: Location) -> tuple[Host, ...]:
-        """Hosts matching 'all', a group or host names, comma- or colon-separated."""
-        names: list[str] = []
-        known = {h.name for h in self.hosts}
-        for part in filter(None, (p.strip() for p in pattern.replace(":", ",").split(","))):
-            if part == "all":
-                names.extend(h.name for h in self.hosts)
-            elif part in self.groups:
-                names.extend(self.groups[part])
-            elif part in known:
-                names.append(part)
-            else:
-                hint = schema.suggest(part, [*known, *self.groups, "all"])
-                raise InputError(f"{what}: no host or group {part!r} in {self.path}{hint}", at)
+        """Hosts an Ansible host pattern selects: `all`, groups, hosts, `*`/`?` wildcards, `~regex`, comma (or
+        colon) lists, `!x` exclusions, `&x` intersections. A plain name that is neither host nor group is an error."""
+        names = [h.name for h in self.hosts]
+        try:
+            chosen, unknown = patterns.match_hosts(pattern, names, self.groups)
+        except ValueError as exc:
+            raise InputError(f"{what}: {exc}", at) from None
+        if unknown:
+            hint = schema.suggest(unknown[0], [*names, *self.groups, "all"])
+            raise InputError(f"{what}: no host or group {unknown[0]!r} in {self.path}{hint}", at)
         by_name = {h.name: h for h in self.hosts}
-        return tuple(by_name[n] for n in dict.fromkeys(names))
+        return tuple(by_name[n] for n in chosen)
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -3,14 +3,14 @@ selects, its playbooks against the step kinds, every variable a step uses, and t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError, Location
 from ..core.options import RunOptions
 from ..core.redact import MIN_SECRET_LENGTH, Redactor, ShortSecret, redactor_for
-from . import resources, templating
+from . import patterns, resources, schema, templating
 from .inventory import Host, Inventory, load_inventory
 from .playbook import Kinds, Play, StepSpec, load_playbook
 
@@ -57,6 +57,8 @@ def load_hosts(env: str | None, options: RunOptions, inventory: str | None = Non
     """An inventory and the hosts --limit selects (all when none), for commands without playbooks."""
     inv = load_inventory(inventory_path(env, inventory))
     hosts = inv.select(options.limit or "all", "--limit", Location(inv.path))
+    if options.limit and not hosts:
+        raise InputError(f"--limit {options.limit!r} selects no host in {inv.path}")
     return Loaded(inv, (), (), hosts, (), secrets_of(inv, (), options))
 
 
@@ -66,9 +68,14 @@ def load(env: str, playbooks: tuple[str, ...], options: RunOptions, kinds: Kinds
     inv = load_inventory(inventory_path(env, inventory))
     paths = tuple(resources.find("playbooks", p) for p in (playbooks or ("site",)))
     plays = tuple(play for path in paths for play in load_playbook(path, kinds))
+    check_tags(plays, options)
+    if options.start_at_task:
+        plays = start_at(plays, options.start_at_task)
     tpath = resources.template_path(paths)
     selected: dict[str, Host] = {}
     limit = set(h.name for h in inv.select(options.limit, "--limit", Location(inv.path))) if options.limit else None
+    if limit is not None and not limit:
+        raise InputError(f"--limit {options.limit!r} selects no host in {inv.path}")
     for play in plays:
         for host in inv.select(play.hosts, f"play {play.name!r}: hosts", play.where):
             if limit is None or host.name in limit:
@@ -82,6 +89,32 @@ def load(env: str, playbooks: tuple[str, ...], options: RunOptions, kinds: Kinds
                 check_variables(play, host, options, tpath, frozenset(earlier))
                 earlier |= {s.register for s in (*play.steps, *play.handlers) if s.register}
     return Loaded(inv, plays, paths, tuple(selected.values()), tpath, secrets_of(inv, plays, options))
+
+
+def check_tags(plays: tuple[Play, ...], options: RunOptions) -> None:
+    """--tags / --skip-tags must name tags some play or step has (or Ansible's special ones): a typo selects
+    nothing, silently, otherwise."""
+    known = {t for p in plays for t in (*p.tags, *(t for s in (*p.steps, *p.handlers) for t in s.tags))}
+    for flag, asked in (("--tags", options.tags), ("--skip-tags", options.skip_tags)):
+        unknown = patterns.unknown_tags(asked, known)
+        if unknown:
+            listed = ", ".join(sorted(known)) or "none"
+            raise InputError(f"{flag}: no play or step has the tag {unknown[0]!r}"
+                             f"{schema.suggest(unknown[0], known)} (the playbooks' tags: {listed})")
+
+
+def start_at(plays: tuple[Play, ...], name: str) -> tuple[Play, ...]:
+    """--start-at-task: the plays without the steps before the first step of that name (else fnmatch pattern)."""
+    import fnmatch
+
+    for matches in (lambda s: s.name == name, lambda s: fnmatch.fnmatchcase(s.name, name)):
+        for i, play in enumerate(plays):
+            for j, step in enumerate(play.steps):
+                if matches(step):
+                    return (*(replace(p, steps=()) for p in plays[:i]), replace(play, steps=play.steps[j:]),
+                            *plays[i + 1:])
+    steps = [s.name for p in plays for s in p.steps]
+    raise InputError(f"--start-at-task: no step named {name!r}{schema.suggest(name, steps)}")
 
 
 def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[str, ...],
