@@ -10,7 +10,7 @@ from ..core.errors import RemediateError
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from . import audit, backups, diagnose, drift, inputs, report, run
-from .common import Failed, Parser, report_error
+from .common import Failed, Parser, Version, report_error
 
 # in the order `remediate --help` lists them
 COMMANDS = (run, audit, inputs, diagnose, backups, drift, report)
@@ -24,6 +24,7 @@ def parser() -> Parser:
         epilog="exit codes: 0 ok/in sync, 1 failed/unreachable/audit trail unwritable or tampered, "
         "2 --check found changes, 3 invalid input (usage errors too), 4 verification pending, 130 interrupted",
     )
+    top.add_argument("--version", action=Version)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for command in COMMANDS:

@@ -16,7 +16,9 @@ def add(sub: Any) -> None:
     diag = sub.add_parser("diagnose", help="read-only diagnosis of Celery beat, tasks and workers on each host")
     common.targets(diag)
     common.output(diag)
+    common.listing(diag, tasks=False)
     common.connection(diag)
+    common.verbosity(diag)
     common.why(diag)
     diag.set_defaults(handle=diagnose_command)
 
@@ -25,6 +27,9 @@ def diagnose_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Diagnose the selected hosts (audited); exit 0 healthy, 2 problems, 1 errors."""
     options = common.run_options(args)
     loaded = api.load_hosts(args.env, options, args.inventory)
+    if args.list_hosts:
+        print(loaded.redactor.text(common.listing_text(loaded, options, hosts=True, tasks=False)))
+        return ExitCode.OK
     with common.masked(loaded.redactor):
         report = api.diagnose(loaded, options, state, common.why_of(args))
     text = dg.render_json(report) if args.format == "json" else dg.render_text(report)

@@ -51,8 +51,11 @@ def add(sub: Any) -> None:
     drift.add_argument("--since", metavar="WHEN", help="history: runs started since WHEN (2026-11-24, 2026-11-24T22:00Z, "
                                                        "or an age: 90m, 24h, 7d)")
     common.variables(drift)
+    common.selection(drift)
+    common.listing(drift)
     common.verification(drift, "--fix: bound on verification waits")
     common.connection(drift)
+    common.verbosity(drift)
     drift.set_defaults(handle=drift_command)
 
 
@@ -73,6 +76,9 @@ def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     url = notify.check_url(args.notify) if args.notify else None
     # invalid inventory or playbooks are exit 3 before any host is contacted, also for --every
     loaded = _load(args, options)
+    if args.list_hosts or args.list_tasks:
+        print(loaded.redactor.text(common.listing_text(loaded, options, args.list_hosts, args.list_tasks)))
+        return ExitCode.OK
     if not args.every:
         # SIGINT/SIGTERM during --fix stop the apply cleanly (exit 130), as they do for `apply`
         with common.masked(loaded.redactor), common.interruptible() as interrupt:

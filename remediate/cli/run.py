@@ -18,22 +18,21 @@ def add(sub: Any) -> None:
     common.targets(apply)
     common.playbooks(apply)
     common.output(apply)
-    apply.add_argument("--check", action="store_true", help="plan and show; change nothing (exit 2 if changes are pending)")
-    apply.add_argument("--diff", action="store_true", help="show unified diffs of file changes")
+    common.mode(apply)
     common.variables(apply)
-    apply.add_argument("--tags", action="append", default=[], help="run only steps with these tags")
-    apply.add_argument("--skip-tags", action="append", default=[], help="skip steps with these tags")
+    common.selection(apply)
+    common.listing(apply)
     common.verification(apply)
     common.connection(apply)
+    common.verbosity(apply)
     common.why(apply)
     apply.set_defaults(handle=apply_command)
 
     rb = sub.add_parser("rollback", help="restore the files a run changed, reload, and verify again (audited)")
     rb.add_argument("run_id", metavar="RUN_ID", help="the run to undo (see `remediate audit show`)")
     rb.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (default: the one that run used)")
-    rb.add_argument("--limit", metavar="HOSTS", help="only these hosts or groups")
-    rb.add_argument("--check", action="store_true", help="show what would be restored; change nothing (exit 2)")
-    rb.add_argument("--diff", action="store_true", help="show unified diffs of the restores")
+    rb.add_argument("-l", "--limit", metavar="PATTERN", help="only these hosts or groups (Ansible patterns)")
+    common.mode(rb, check="show what would be restored; change nothing (exit 2)", diff="show unified diffs of the restores")
     rb.add_argument("--force", action="store_true",
                     help="restore files changed since that run; use a changed playbook or an unverifiable trail")
     rb.add_argument("--no-verify", action="store_true",
@@ -41,6 +40,7 @@ def add(sub: Any) -> None:
     common.output(rb)
     common.verification(rb)
     common.connection(rb)
+    common.verbosity(rb)
     common.why(rb)
     rb.set_defaults(handle=rollback_command)
 
@@ -49,6 +49,9 @@ def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """apply [--check]: load, run with live output, print the recap or the JSON document."""
     options = common.run_options(args)
     loaded = api.load(args.env, tuple(args.playbook), options, args.inventory)
+    if args.list_hosts or args.list_tasks:
+        print(loaded.redactor.text(common.listing_text(loaded, options, args.list_hosts, args.list_tasks)))
+        return ExitCode.OK
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
         result = api.apply(loaded, options, state, _events(args, loaded), interrupt, common.why_of(args))
     return _print(result, args.format)
