@@ -105,14 +105,17 @@ def load_rollback(run_id: str, options: RunOptions, state: StateDir, force: bool
 
 
 def make_transport(host: Host, options: RunOptions) -> Transport:
-    """The transport for a host: local, or one SSH connection."""
+    """The transport for a host: local, or one SSH connection (logged command by command with -vvv)."""
+    from .transport.logged import logged
+
     if host.is_local:
         from .transport.local import LocalTransport
 
-        return LocalTransport(host.name)
+        return logged(LocalTransport(host.name))
     from .transport.ssh import SSHOptions, SSHTransport
 
-    return SSHTransport(host, SSHOptions(options.connect_timeout, options.command_timeout, options.accept_new_host_keys))
+    return logged(SSHTransport(host, SSHOptions(options.connect_timeout, options.command_timeout,
+                                                options.accept_new_host_keys)))
 
 
 def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,

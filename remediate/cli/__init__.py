@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from ..core.errors import RemediateError
 from ..core.results import ExitCode
 from ..core.state import StateDir
-from . import audit, backups, diagnose, drift, inputs, report, run
+from . import audit, backups, diagnose, drift, inputs, output, report, run
 from .common import Failed, Parser, Version, report_error
 
 # in the order `remediate --help` lists them
@@ -34,7 +34,9 @@ def parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remediate` console script."""
+    output.protect_stdout()
     args = parser().parse_args(argv)
+    output.library_logging(getattr(args, "verbosity", 0))
     try:
         # the state directory is resolved here, once, and handed to each command
         return int(args.handle(args, StateDir.from_env()))

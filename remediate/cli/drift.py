@@ -14,7 +14,6 @@ from types import FrameType
 from typing import Any
 
 from .. import api
-from ..core import report
 from ..core.errors import InputError
 from ..core.options import RunOptions
 from ..core.results import ExitCode
@@ -24,7 +23,7 @@ from ..drift import text as drift_text
 from ..engine.control import Interrupt
 from ..inputs import resources
 from ..inputs.load import Loaded, inventory_path
-from . import common
+from . import common, output
 
 
 def add(sub: Any) -> None:
@@ -120,9 +119,9 @@ def _log(message: str) -> None:
 def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: StateDir, url: str | None,
           interrupt: Interrupt | None = None) -> ExitCode:
     """One drift run: check, optionally fix and check again, record, notify, print."""
-    events = report.TextEvents(sys.stdout, diff=True, redactor=loaded.redactor) if args.fix and args.format == "text" else None
-    run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
-                    interrupt=interrupt, notify_url=url)
+    with output.live_events(bool(args.fix) and args.format == "text", True, args.verbosity, loaded.redactor) as events:
+        run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
+                        interrupt=interrupt, notify_url=url)
     if run.notify_error:
         print(f"remediate: warning: notification not sent: {run.notify_error}", file=sys.stderr)
     outcome = run.outcome

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .. import api
 from ..core import report
 from ..core.results import ExitCode, RunReport
 from ..core.state import StateDir
-from . import common
+from . import common, output
 
 
 def add(sub: Any) -> None:
@@ -53,8 +54,9 @@ def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
         print(loaded.redactor.text(common.listing_text(loaded, options, args.list_hosts, args.list_tasks)))
         return ExitCode.OK
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
-        result = api.apply(loaded, options, state, _events(args, loaded), interrupt, common.why_of(args))
-    return _print(result, args.format)
+        with _events(args, loaded) as events:
+            result = api.apply(loaded, options, state, events, interrupt, common.why_of(args))
+    return _print(result, args)
 
 
 def rollback_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
@@ -62,17 +64,18 @@ def rollback_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     options = common.run_options(args)
     loaded = api.load_rollback(args.run_id, options, state, args.force, args.inventory, not args.no_verify)
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
-        result = api.rollback(loaded, options, state, args.run_id, args.force, _events(args, loaded), interrupt,
-                              common.why_of(args))
-    return _print(result, args.format)
+        with _events(args, loaded) as events:
+            result = api.rollback(loaded, options, state, args.run_id, args.force, events, interrupt,
+                                  common.why_of(args))
+    return _print(result, args)
 
 
-def _events(args: argparse.Namespace, loaded: api.Loaded) -> report.TextEvents | None:
-    return report.TextEvents(sys.stdout, diff=args.diff, redactor=loaded.redactor) if args.format == "text" else None
+def _events(args: argparse.Namespace, loaded: api.Loaded) -> AbstractContextManager[report.TextEvents | None]:
+    return output.live_events(args.format == "text", args.diff, args.verbosity, loaded.redactor)
 
 
-def _print(result: RunReport, fmt: str) -> ExitCode:
-    print(report.to_json(result) if fmt == "json" else report.recap(result))
+def _print(result: RunReport, args: argparse.Namespace) -> ExitCode:
+    print(report.to_json(result, args.verbosity) if args.format == "json" else report.recap(result))
     if result.interrupted:
         print("remediate: interrupted", file=sys.stderr)
     return result.exit_code()

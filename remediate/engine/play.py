@@ -63,6 +63,7 @@ class PlayRunner:
                 self.log.interrupted_at = f"before step {spec.name!r}"
                 return Played(False)
             debts: list[PendingReload] = []
+            self.ctx.events.step_started(self.ctx.host.name, spec.name, str(spec.where))
             result = self.steps.run(spec, play, variables, debts=debts)
             self._done(spec, result, variables)
             if debts and not result.changed:
@@ -88,6 +89,7 @@ class PlayRunner:
                 self.log.interrupted_at = f"before handler {handler.name!r}"
                 return False
             paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
+            self.ctx.events.step_started(self.ctx.host.name, f"handler: {handler.name}", str(handler.where))
             result = replace(self.steps.run(handler, play, variables, paths), handler=True)
             self._done(handler, result, variables)
             if result.status != Status.FAILED:
