@@ -2,7 +2,7 @@
 the reloads an earlier run still owes for the play."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,8 +54,10 @@ class PlayRunner:
         """The play's steps, then its notified handlers; a failed step ends the host's run."""
         variables = self.variables(play)
         notified: dict[str, list[str]] = {}
+        owed_handlers: set[str] = set()
         for owed in self._owed(play):
             notified.setdefault(owed.handler, []).extend(owed.paths)
+            owed_handlers.add(owed.handler)
         for spec in play.steps:
             if not self._selected(spec, play):
                 continue
@@ -78,9 +80,10 @@ class PlayRunner:
             if result.changed:
                 for name in spec.notify:
                     notified.setdefault(name, []).extend(result.changed_paths)
-        return Played(self._handlers(play, notified, variables))
+        return Played(self._handlers(play, notified, variables, owed_handlers))
 
-    def _handlers(self, play: Play, notified: Mapping[str, list[str]], variables: dict[str, Any]) -> bool:
+    def _handlers(self, play: Play, notified: Mapping[str, list[str]], variables: dict[str, Any],
+                  owed: Set[str] = frozenset()) -> bool:
         for handler in play.handlers:
             hits = tuple(n for n in (handler.name, *handler.listen) if n in notified)
             if not hits:
@@ -91,6 +94,9 @@ class PlayRunner:
             paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
             self.ctx.events.step_started(self.ctx.host.name, f"handler: {handler.name}", str(handler.where))
             result = replace(self.steps.run(handler, play, variables, paths), handler=True)
+            if self.ctx.options.check and result.status == Status.SKIPPED and set(hits) & owed:
+                # a reload an earlier run owes is a real pending change, even when the handler is a command
+                result = replace(result, status=Status.WOULD_CHANGE, message="owed by an earlier run; not run in check mode")
             self._done(handler, result, variables)
             if result.status != Status.FAILED:
                 self.owed.settle(playbook_key(play), play.name, hits)

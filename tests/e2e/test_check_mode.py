@@ -14,7 +14,6 @@ import pytest
 from tests.cliutil import FIXTURES, local_inventory, projects, write_playbook
 from tests.conftest import Sshd, remediate
 
-NOT_YET = "issue 14 item 3: not implemented yet"
 FIX = FIXTURES / "playbooks" / "fix.yml"  # two edits, a read-only query, a poll with changed_when: false, a handler
 
 
@@ -28,7 +27,6 @@ def _inventory(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tup
     return write_inventory(tmp_path / "inv.yml", sshd, hosts), hosts
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 @pytest.mark.parametrize("kind", ["local", pytest.param("ssh", marks=pytest.mark.ssh)])
 def test_converged_host_with_a_poll_step_is_clean_in_check_and_drift(
         tmp_path: Path, request: pytest.FixtureRequest, kind: str) -> None:
@@ -51,7 +49,6 @@ def test_converged_host_with_a_poll_step_is_clean_in_check_and_drift(
     assert after == files, "check mode or drift ran the poll (or wrote something)"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_broken_host_is_still_drift_and_the_poll_is_not_what_says_so(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
@@ -88,7 +85,6 @@ def test_creates_and_removes_decide_in_check_mode(tmp_path: Path, exists: bool, 
     assert marker.exists() == exists, "check mode ran a command"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_plain_command_is_skipped_in_check_mode_and_does_not_drift(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "here")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
