@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.results import Status, StepResult
-from ..inputs import patterns
+from ..core.errors import Location
+from ..inputs import patterns, templating
 from ..inputs.playbook import Play, StepSpec
 from .context import HostContext, playbook_key
 from .control import Stop
@@ -42,13 +43,21 @@ class PlayRunner:
         self.stop = stop
         self.log = log
         self.registered: dict[str, Any] = {}
+        # templates that use a result registered later in the play: rendered once it is (see _done)
+        self.deferred: dict[str, Any] = {}
+        self.where: dict[str, Location] = {}
 
     def variables(self, play: Play) -> dict[str, Any]:
-        """Variables by precedence: play defaults < inventory < play vars < registered < -e extra vars."""
-        return {
-            **play.defaults, **self.ctx.host.vars, **play.vars, **self.registered, **self.ctx.options.extra_vars,
-            "inventory_hostname": self.ctx.host.name, "run_id": self.ctx.run_id,
-        }
+        """Variables by precedence: play defaults < inventory (group and host vars) < play vars and vars_files <
+        registered < -e extra vars. Values given as templates are rendered as they use each other (lazily, as in
+        Ansible), once per host and play."""
+        raw = {**play.defaults, **self.ctx.host.vars, **play.vars}
+        self.where = {**{n: self.ctx.host.where for n in self.ctx.host.vars},
+                      **{n: play.where for n in (*play.defaults, *play.vars)}}
+        plain = {**self.registered, **self.ctx.options.extra_vars,
+                 "inventory_hostname": self.ctx.host.name, "run_id": self.ctx.run_id}
+        values, self.deferred = templating.resolve(raw, plain, self.where, play.where)
+        return values
 
     def run(self, play: Play) -> Played:
         """The play's steps, then its notified handlers; a failed step ends the host's run."""
@@ -117,6 +126,9 @@ class PlayRunner:
         )
         if spec.register:
             variables[spec.register] = self.registered[spec.register] = result.as_vars()
+            if self.deferred:
+                values, self.deferred = templating.resolve(self.deferred, variables, self.where)
+                variables.update(values)
 
     def _owed(self, play: Play) -> tuple[PendingReload, ...]:
         """Reloads an earlier run on this host owes for this play: its handlers run now even without changes."""

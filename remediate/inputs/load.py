@@ -124,11 +124,24 @@ def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[st
     known |= registered_earlier
     known |= set(templating.environment().globals)
     registered = {s.register for s in (*play.steps, *play.handlers) if s.register}
+    used: set[str] = set()
     for spec in (*play.steps, *play.handlers):
-        _check_step(spec, known | registered, host, tpath)
+        used |= _check_step(spec, known | registered, host, tpath)
+    # the variables steps use are templates too: what they use must be defined, and none may use itself
+    plain = set(options.extra_vars) | MAGIC_VARS | registered_earlier | registered | set(templating.environment().globals)
+    raw = {k: v for k, v in {**play.defaults, **host.vars, **play.vars}.items() if k not in plain}
+    found = templating.references(raw, used, plain)
+    if isinstance(found, tuple):
+        name, missing = found
+        at = play.where if name in play.vars or name in play.defaults else host.where
+        raise InputError(f"variable {name!r}: undefined variable {missing!r} for host {host.name!r}"
+                         f"{schema.suggest(missing, [*raw, *plain])}", at, name)
+    if isinstance(found, list):
+        at = play.where if found[0] in play.vars or found[0] in play.defaults else host.where
+        raise InputError(f"variable cycle: {' -> '.join(found)} (for host {host.name!r})", at, found[0])
 
 
-def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, ...]) -> None:
+def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, ...]) -> set[str]:
     used = templating.undeclared(dict(spec.args)) - ({"item"} if spec.loop is not None else set())
     used |= templating.undeclared(spec.loop) if spec.loop is not None else set()
     for expr in (spec.when, spec.until, spec.changed_when, spec.failed_when):
@@ -141,6 +154,7 @@ def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, .
         )
     if spec.kind == "template" and isinstance(spec.args.get("src"), str) and not templating.is_template(spec.args["src"]):
         _check_template(spec, spec.args["src"], known, tpath)
+    return used
 
 
 def _check_template(spec: StepSpec, name: str, known: set[str], tpath: tuple[str, ...]) -> None:

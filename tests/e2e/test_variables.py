@@ -34,7 +34,6 @@ def apply(inv: Path, playbook: Path, *extra: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_play_vars_are_templates_rendered_when_used(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts, shared={"base_port": 8000, "site": "edms"})
@@ -51,7 +50,6 @@ def test_play_vars_are_templates_rendered_when_used(tmp_path: Path) -> None:
                                       "greeting": "web-1 on EDMS", "port": 8001, "ports": [8001, 8002]}
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_extra_vars_override_what_a_lazy_variable_uses(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
@@ -62,7 +60,6 @@ def test_extra_vars_override_what_a_lazy_variable_uses(tmp_path: Path) -> None:
     assert dumped(hosts["web-1"]) == {"image": "edms:2.5.1"}
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_a_lazy_variable_may_use_a_registered_result(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
@@ -74,7 +71,6 @@ def test_a_lazy_variable_may_use_a_registered_result(tmp_path: Path) -> None:
     assert dumped(hosts["web-1"]) == {"said": "hello!"}
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_a_cycle_is_invalid_input_naming_it(tmp_path: Path, state_dir: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
@@ -88,7 +84,6 @@ def test_a_cycle_is_invalid_input_naming_it(tmp_path: Path, state_dir: Path) -> 
     assert not [r for r in audit_records(state_dir) if r["event"] == "run_start"], "reported before any run"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_an_undefined_variable_inside_a_variable_is_invalid_input(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
