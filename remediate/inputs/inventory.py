@@ -74,6 +74,12 @@ def load_inventory(path: Path) -> Inventory:
     hosts_data = data["hosts"]
     if not isinstance(hosts_data, YMap) or not hosts_data:
         raise InputError("'hosts' must be a non-empty mapping of host names", data.loc("hosts"), "hosts")
+    groups, group_vars = _groups(data, set(hosts_data))
+    beside = path.parent
+    all_vars = {**shared, **schema.vars_dir(beside / "group_vars" / "all", "group_vars")}
+    # group variables by group name, as Ansible orders groups of one depth; group_vars/GROUP over the inventory's
+    by_group = {g: {**group_vars.get(g, {}), **schema.vars_dir(beside / "group_vars" / g, "group_vars")}
+                for g in sorted(groups)}
     hosts = []
     for name, spec in hosts_data.items():
         at = hosts_data.loc(name)
@@ -86,7 +92,8 @@ def load_inventory(path: Path) -> Inventory:
         port = schema.get_int(spec, "port", 22, minimum=1)
         if port > 65535:
             raise InputError(f"port {port} is out of range", spec.loc("port"), "port")
-        host_vars = {**shared, **schema.get_vars(spec, "vars")}
+        host_vars = {**all_vars, **{k: v for g, gv in by_group.items() if name in groups[g] for k, v in gv.items()},
+                     **schema.get_vars(spec, "vars"), **schema.vars_dir(beside / "host_vars" / name, "host_vars")}
         hosts.append(
             Host(
                 name=name,
@@ -101,23 +108,33 @@ def load_inventory(path: Path) -> Inventory:
                 where=at,
             )
         )
+    secret_vars = schema.get_str_list(data, "secret_vars")
+    return Inventory(str(path), tuple(hosts), MappingProxyType(groups), secret_vars)
+
+
+def _groups(data: YMap, names: set[str]) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, Any]]]:
+    """`groups:` each a list of host names, or `{hosts: [...], vars: {...}}`: (members, variables) by group."""
     groups: dict[str, tuple[str, ...]] = {}
+    variables: dict[str, dict[str, Any]] = {}
     groups_data = data.get("groups") or {}
     if not isinstance(groups_data, dict):
         raise InputError("'groups' must map group names to lists of hosts", data.loc("groups"), "groups")
-    names = {h.name for h in hosts}
     for group, members in groups_data.items():
         at = groups_data.loc(group) if isinstance(groups_data, YMap) else data.loc("groups")
         if group == "all" or group in names:
             raise InputError(f"group name {group!r} clashes with 'all' or a host name", at, "groups")
+        if isinstance(members, YMap):
+            schema.check_keys(members, ("hosts", "vars"), f"group {group!r}")
+            variables[group] = schema.get_vars(members, "vars")
+            members = members.get("hosts") or []
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise InputError(f"group {group!r} must be a list of host names", at, "groups")
+            raise InputError(f"group {group!r} must be a list of host names (or a mapping of hosts and vars)", at,
+                             "groups")
         for member in members:
             if member not in names:
                 raise InputError(f"group {group!r} names unknown host {member!r}{schema.suggest(member, names)}", at)
         groups[group] = tuple(members)
-    secret_vars = schema.get_str_list(data, "secret_vars")
-    return Inventory(str(path), tuple(hosts), MappingProxyType(groups), secret_vars)
+    return groups, variables
 
 
 def _expand(value: str | None) -> str | None:

@@ -15,9 +15,6 @@ import pytest
 from tests.cliutil import audit_records, local_inventory, projects, write_playbook
 from tests.conftest import remediate
 
-NOT_YET = "issue 14 item 4: not implemented yet"
-
-
 def dump_step(*names: str) -> dict[str, Any]:
     """A step writing {name: value} of the named variables to PROJECT/vars.json."""
     mapping = ", ".join(f"'{n}': {n}" for n in names)
@@ -95,7 +92,6 @@ def test_an_undefined_variable_inside_a_variable_is_invalid_input(tmp_path: Path
     assert not (hosts["web-1"] / "vars.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_vars_files(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts)
@@ -114,7 +110,6 @@ def test_vars_files(tmp_path: Path) -> None:
     assert missing.returncode == 3 and "vars/common.yml" in missing.stderr, missing.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_group_vars_and_host_vars_beside_the_inventory(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1", "web-2", "db-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts, groups={"web": ["web-1", "web-2"]},
@@ -139,7 +134,6 @@ def test_group_vars_and_host_vars_beside_the_inventory(tmp_path: Path) -> None:
     assert shown["hosts"]["web-2"]["vars"]["colour"] == "host_vars-web-2"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_group_level_vars_in_the_inventory(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1", "web-2", "db-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts, shared={"service": "shared", "port": 1},
@@ -155,7 +149,6 @@ def test_group_level_vars_in_the_inventory(tmp_path: Path) -> None:
     assert limited.returncode == 0, limited.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_bad_group_vars_file_names_file_and_line(tmp_path: Path) -> None:
     hosts = projects(tmp_path, "web-1")
     inv = local_inventory(tmp_path / "inv.yml", hosts, groups={"web": ["web-1"]})
