@@ -2,6 +2,7 @@
 selects, its playbooks against the step kinds, every variable a step uses, and the run's secrets."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,9 +49,23 @@ def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOption
     return redactor
 
 
+_ANNOUNCED: set[Path] = set()
+
+
 def inventory_path(env: str | None, inventory: str | None = None) -> Path:
-    """`-i` as given, else inventory/ENV.yml."""
-    return resources.find("inventory", inventory or env or "")
+    """`-i` as given (a file, or an ENV name), else inventory/ENV.yml; an ENV that is no file here but one of the
+    shipped examples is used with a line on stderr saying so (once per process), never silently."""
+    if inventory and ("/" in inventory or Path(inventory).suffix in (".yml", ".yaml", ".json")):
+        given = Path(inventory).expanduser()
+        if not given.is_file():  # a path is that file: never a shipped example of the same name
+            raise InputError(f"-i {inventory}: no such inventory file" if not given.exists()
+                             else f"-i {inventory}: not a file")
+        return given
+    path = resources.find("inventory", inventory or env or "")
+    if resources.shipped(path) and path not in _ANNOUNCED:
+        _ANNOUNCED.add(path)
+        print(f"remediate: using the example inventory shipped with remediate: {path}", file=sys.stderr)
+    return path
 
 
 def load_hosts(env: str | None, options: RunOptions, inventory: str | None = None) -> Loaded:

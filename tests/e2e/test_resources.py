@@ -15,7 +15,6 @@ import pytest
 from tests.cliutil import build_wheel, install_wheel, installed
 from tests.conftest import ROOT
 
-NOT_YET = "issue 14 item 6: not implemented yet"
 EXAMPLE = "using the example inventory shipped with remediate: "
 
 
@@ -34,7 +33,6 @@ def elsewhere(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_an_env_from_the_shipped_examples_says_so(wheel: Path, elsewhere: Path) -> None:
     result = installed(wheel, "inventory", "staging", cwd=elsewhere)
     assert result.returncode == 0, result.stderr
@@ -57,8 +55,7 @@ def test_a_missing_inventory_file_is_invalid_input(wheel: Path, elsewhere: Path)
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("playbooks/site.yml", marks=pytest.mark.xfail(strict=True, reason=NOT_YET)),
-    pytest.param("playbooks/celery-beat-database-scheduler.yml", marks=pytest.mark.xfail(strict=True, reason=NOT_YET)),
+    "playbooks/site.yml", "playbooks/celery-beat-database-scheduler.yml",
     "site", "site.yml", "celery-register-task-modules",
 ])
 def test_validate_takes_paths_and_names_in_any_directory(wheel: Path, elsewhere: Path, name: str) -> None:
@@ -75,7 +72,6 @@ def test_a_local_playbook_wins_over_the_shipped_one(wheel: Path, elsewhere: Path
     assert result.returncode == 0 and "1 play(s), 1 step(s)" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_p_takes_a_shipped_playbook_path_in_any_directory(wheel: Path, elsewhere: Path) -> None:
     result = installed(wheel, "apply", "staging", "-p", "playbooks/celery-beat-database-scheduler.yml",
                        "--list-tasks", cwd=elsewhere)
@@ -95,7 +91,6 @@ def _readme_examples() -> list[str]:
     return lines
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_the_readmes_host_free_examples_work_from_any_directory(wheel: Path, elsewhere: Path) -> None:
     examples = _readme_examples()
     assert any(e.startswith("remediate validate") for e in examples), examples
