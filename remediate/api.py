@@ -242,14 +242,15 @@ def drift(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health
     if not notify_url:
         return DriftRun(outcome)
     final = outcome.after or before
-    change = notify.transition(history.announced(env, notify_url, state.history), final)
+    change = notify.transition(history.announced(env, notify.key(notify_url), state.history), final)
     if change is None:
         return DriftRun(outcome)
     error = notify.post(notify_url, notify.payload(final, change))
     if error:
         return DriftRun(outcome, f"not sent: {error}", error)
-    history.set_announced(env, notify_url, change.current, state.history)
-    return DriftRun(outcome, f"sent to {notify_url} ({'drift appeared' if change.appeared else 'drift cleared'})")
+    history.set_announced(env, notify.key(notify_url), change.current, state.history)
+    return DriftRun(outcome, f"sent to {notify.masked(notify_url)} "
+                             f"({'drift appeared' if change.appeared else 'drift cleared'})")
 
 
 # ---- backups ------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import signal
 import sys
 import threading
@@ -40,7 +41,9 @@ def add(sub: Any) -> None:
     common.output(drift, ("text", "json", "junit"))
     drift.add_argument("--fix", action="store_true", help="apply the playbooks to drifted hosts, then check again")
     drift.add_argument("--no-health", action="store_true", help="only the playbooks' check mode (hosts without Celery)")
-    drift.add_argument("--notify", metavar="URL", help="POST a JSON summary when drift appears or clears")
+    drift.add_argument("--notify", metavar="URL|@FILE",
+                       help="POST a JSON summary when drift appears or clears; @FILE: the URL from a file only you "
+                            f"can read; default ${notify.ENV_VAR}")
     drift.add_argument("--every", metavar="DURATION", help="run in the foreground every DURATION (e.g. 30m) until stopped")
     drift.add_argument("--install", choices=("cron", "systemd"), help="install a scheduled job (needs --schedule)")
     drift.add_argument("--uninstall", choices=("cron", "systemd"), help="remove the job --install wrote")
@@ -72,7 +75,7 @@ def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     if args.schedule:
         raise InputError("--schedule goes with --install")
     options = common.run_options(args)
-    url = notify.check_url(args.notify) if args.notify else None
+    url = notify.read_url(args.notify)
     # invalid inventory or playbooks are exit 3 before any host is contacted, also for --every
     loaded = _load(args, options)
     if args.list_hosts or args.list_tasks:
@@ -157,6 +160,11 @@ def window(args: argparse.Namespace) -> tuple[datetime | None, str]:
     return since, said
 
 
+def _url_file(env: str, state: StateDir) -> Path:
+    """Where an installed job's webhook URL is kept (mode 600)."""
+    return state.path / f"drift-{re.sub(r'[^A-Za-z0-9_-]', '_', env)}.notify"
+
+
 def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
     if args.install and args.uninstall:
         raise InputError("--install and --uninstall exclude each other")
@@ -166,6 +174,10 @@ def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
     if args.uninstall:
         for change in schedule.uninstall(schedule.Kind(args.uninstall), args.env, root):
             print(f"{change.action:9} {change.path}")
+        stored = _url_file(args.env, state)
+        if stored.exists():
+            stored.unlink()
+            print(f"{'removed':9} {stored}")
         return ExitCode.OK
     if not args.schedule:
         raise InputError("--install needs --schedule, e.g. --schedule '*/30 * * * *'")
@@ -174,8 +186,12 @@ def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
     argv = [sys.executable, "-m", "remediate", "drift", args.env, "-i", str(inventory)]
     for name in args.playbook:
         argv += ["-p", str(resources.find("playbooks", name).resolve())]
-    if args.notify:
-        argv += ["--notify", notify.check_url(args.notify)]
+    url = notify.read_url(args.notify) if args.notify else None
+    if url:
+        # the job files are world-readable: they name a 0600 file holding the URL, never the URL
+        stored = _url_file(args.env, state)
+        print(f"{notify.store_url(url, stored):9} {stored}")  # the webhook URL, mode 600
+        argv += ["--notify", f"@{stored.resolve()}"]
     for flag, value in (("--limit", args.limit), ("--format", args.format if args.format != "text" else None)):
         if value:
             argv += [flag, value]

@@ -19,7 +19,6 @@ from tests.cliutil import FIXTURES, cli_env, local_inventory, projects
 from tests.conftest import remediate
 from tests.e2e.test_drift_cli import Receiver
 
-NOT_YET = "issue 14 item 7: not implemented yet"
 PLAYBOOK = FIXTURES / "playbooks" / "drift.yml"
 SECRET = "T0A1B2C3D/B0E1F2G3H/q9w8e7r6t5y4u3i2o1p0"  # the credential part of a Slack webhook URL
 
@@ -51,7 +50,6 @@ def private(path: Path) -> bool:
     return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 @pytest.mark.parametrize("kind", ["cron", "systemd"])
 def test_install_keeps_the_url_out_of_the_job_files_and_the_job_still_posts(
         tmp_path: Path, state_dir: Path, inv: Path, hook: Receiver, kind: str) -> None:
@@ -81,7 +79,6 @@ def test_install_keeps_the_url_out_of_the_job_files_and_the_job_still_posts(
     assert removed.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_the_url_is_masked_in_output_and_not_kept_in_the_database(tmp_path: Path, state_dir: Path, inv: Path,
                                                                    hook: Receiver) -> None:
     outputs = [remediate("drift", "x", "-i", str(inv), "-p", str(PLAYBOOK), "--no-health", "--notify", hook.url,
@@ -97,7 +94,6 @@ def test_the_url_is_masked_in_output_and_not_kept_in_the_database(tmp_path: Path
     assert database.exists() and private(database), oct(database.stat().st_mode)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_a_failed_post_names_the_host_not_the_credential(tmp_path: Path, state_dir: Path, inv: Path,
                                                          hook: Receiver) -> None:
     dead = hook.url
@@ -108,7 +104,6 @@ def test_a_failed_post_names_the_host_not_the_credential(tmp_path: Path, state_d
     assert SECRET not in out.stdout + out.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_notify_from_a_private_file_or_the_environment(tmp_path: Path, state_dir: Path, inv: Path,
                                                        hook: Receiver) -> None:
     url_file = tmp_path / "hook.url"
