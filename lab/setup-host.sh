@@ -19,6 +19,8 @@ LAB=$(cd "$(dirname "$0")" && pwd)
 APT_PACKAGES="docker.io openssh-server debootstrap ca-certificates"
 # chromium: the drift HTML report is checked in headless Chromium (tests/e2e/test_drift_report.py)
 APT_PACKAGES="$APT_PACKAGES chromium"
+# zsh: `remediate completion zsh` is loaded in a real zsh (tests/e2e/test_schema_completion.py)
+APT_PACKAGES="$APT_PACKAGES zsh"
 # Packages of the base image (Debian bookworm): what the db, redis and Python services run.
 BASE_PACKAGES="python3,python3-venv,redis-server,postgresql,procps"
 OS_IMAGE=${LAB_OS_IMAGE:-remediate-lab-os:bookworm}

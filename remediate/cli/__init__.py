@@ -29,6 +29,7 @@ def parser() -> Parser:
     sub.required = True
     for command in COMMANDS:
         command.add(sub)
+    sub.choices["completion"].set_defaults(parser=top)  # completion scripts are generated from the whole parser
     return top
 
 

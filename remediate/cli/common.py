@@ -8,15 +8,17 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..api import Why
 from ..core.errors import InputError, RemediateError
 from ..core.options import RunOptions
 from ..core.redact import NO_SECRETS, Redactor
 from ..core.results import ExitCode
 from ..engine.control import Interrupt
-from ..inputs.load import Loaded
+
+if TYPE_CHECKING:  # the api is imported when a command runs, not to build the parser
+    from ..api import Why
+    from ..inputs.load import Loaded
 
 FORMATS = ("text", "json")
 
@@ -186,6 +188,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 def why_of(args: argparse.Namespace) -> Why:
     """--reason and --change-ref as api.Why."""
+    from ..api import Why
+
     return Why(args.reason, args.change_ref)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import api
-from .. import diagnose as dg
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from . import common
@@ -25,6 +23,7 @@ def add(sub: Any) -> None:
 
 def diagnose_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Diagnose the selected hosts (audited); exit 0 healthy, 2 problems, 1 errors."""
+    from .. import api
     options = common.run_options(args)
     loaded = api.load_hosts(args.env, options, args.inventory)
     if args.list_hosts:
@@ -32,6 +31,8 @@ def diagnose_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
         return ExitCode.OK
     with common.masked(loaded.redactor):
         report = api.diagnose(loaded, options, state, common.why_of(args))
+    from .. import diagnose as dg
+
     text = dg.render_json(report) if args.format == "json" else dg.render_text(report)
     print(loaded.redactor.text(text))
     return report.exit_code()

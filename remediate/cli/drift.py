@@ -14,7 +14,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .. import api
 from ..core.errors import InputError
 from ..core.options import RunOptions
 from ..core.results import ExitCode
@@ -111,6 +110,7 @@ def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 
 def _load(args: argparse.Namespace, options: RunOptions) -> Loaded:
+    from .. import api
     return api.load(args.env, tuple(args.playbook), options, args.inventory)
 
 
@@ -122,6 +122,7 @@ def _log(message: str) -> None:
 def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: StateDir, url: str | None,
           interrupt: Interrupt | None = None) -> ExitCode:
     """One drift run: check, optionally fix and check again, record, notify, print."""
+    from .. import api
     with output.live_events(bool(args.fix) and args.format == "text", True, args.verbosity, loaded.redactor) as events:
         run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
                         interrupt=interrupt, notify_url=url)

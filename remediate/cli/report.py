@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import api
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from ..drift import history, html
@@ -61,6 +60,7 @@ def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 def _check_set(playbooks: list[str], health: bool) -> history.CheckSet:
     """The check set `remediate drift -p ... [--no-health]` records: the playbook checks its files yield."""
+    from .. import api
     paths = [resources.find("playbooks", p) for p in (playbooks or ["site"])]
     names = {playbook_check_name(s.where.path) for path in paths for play in api.load_playbook(path) for s in play.steps}
     return history.CheckSet(tuple(sorted(n[len(PLAYBOOK_PREFIX):] for n in names)), health)

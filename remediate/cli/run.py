@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import api
 from ..core import report
 from ..core.results import ExitCode, RunReport
 from ..core.state import StateDir
 from . import common, output
+
+if TYPE_CHECKING:  # the handlers import api when they run: `remediate --help` stays light
+    from .. import api
 
 
 def add(sub: Any) -> None:
@@ -48,6 +50,7 @@ def add(sub: Any) -> None:
 
 def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """apply [--check]: load, run with live output, print the recap or the JSON document."""
+    from .. import api
     options = common.run_options(args)
     loaded = api.load(args.env, tuple(args.playbook), options, args.inventory)
     if args.list_hosts or args.list_tasks:
@@ -61,6 +64,7 @@ def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 def rollback_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """rollback RUN_ID: the plays restoring what that run changed, run like apply."""
+    from .. import api
     options = common.run_options(args)
     loaded = api.load_rollback(args.run_id, options, state, args.force, args.inventory, not args.no_verify)
     with common.masked(loaded.redactor), common.interruptible() as interrupt:

@@ -85,7 +85,7 @@ def _readme_examples() -> list[str]:
     lines = []
     for block in re.findall(r"```sh\n(.*?)```", text, re.S):
         for line in block.splitlines():
-            command = line.split("#", 1)[0].strip()
+            command = re.split(r"[>|]", line.split("#", 1)[0])[0].strip()  # the command, not where its output goes
             if re.match(r"remediate (validate|inventory|schema|completion)\b", command):
                 lines.append(command)
     return lines
