@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import queue
+import select
 import shutil
 import sys
 import threading
@@ -124,6 +125,48 @@ class _Running:
     announced: bool = False
 
 
+class _FdWriter:
+    """Text written straight to the stream's file descriptor, whole: a partial write is continued, a descriptor
+    someone made non-blocking is waited on (select) rather than losing what a text buffer held, a reader that
+    went away ends the output (as PipeSafe)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._pending: list[str] = []
+        try:
+            stream.flush()
+            self.fd: int | None = stream.fileno()
+        except (AttributeError, ValueError, OSError):
+            self.fd = None
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        self.gone = False
+
+    def write(self, text: str) -> None:
+        self._pending.append(text)
+
+    def flush(self) -> None:
+        text, self._pending = "".join(self._pending), []
+        if not text or self.gone:
+            return
+        if self.fd is None:
+            self.stream.write(text)
+            self.stream.flush()
+            return
+        data = memoryview(text.encode(self.encoding, "replace"))
+        while data:
+            try:
+                data = data[os.write(self.fd, data):]
+            except BlockingIOError:
+                select.select([], [self.fd], [])
+            except OSError as exc:
+                if isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EINVAL):
+                    self.gone = True
+                    if isinstance(self.stream, PipeSafe):
+                        self.stream._lost(exc)
+                    return
+                raise
+
+
 class Console:
     """The one writer of stdout during a run, a file-like object: `write()` queues (never blocks); a thread writes,
     keeps the live line of running steps at the bottom of a terminal, or prints a start line for a long step in a
@@ -132,11 +175,12 @@ class Console:
     def __init__(self, stream: Any, live: bool | None = None) -> None:
         self.stream = stream
         self.tty = is_tty(stream) if live is None else live
+        self._out = _FdWriter(stream)
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._running: dict[tuple[str, str], _Running] = {}
         self._lock = threading.Lock()
         self._live_shown = False
-        self._thread = threading.Thread(target=self._write_all, name="console", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="console", daemon=True)
         self._thread.start()
 
     # --- called from any thread -------------------------------------------------------------------------------
@@ -168,6 +212,17 @@ class Console:
 
     # --- the writer thread ------------------------------------------------------------------------------------
 
+    def _run(self) -> None:
+        try:
+            self._write_all()
+        except Exception:  # noqa: BLE001 (say why, then keep every line: the run's output must not vanish)
+            import traceback
+
+            print(f"remediate: output writer failed:\n{traceback.format_exc().rstrip()}", file=sys.stderr)
+            while (item := self._queue.get()) is not None:
+                self.stream.write(item)
+            self.stream.flush()
+
     def _write_all(self) -> None:
         while True:
             try:
@@ -177,12 +232,12 @@ class Console:
                 continue
             if item is None:
                 self._erase()
-                self.stream.flush()
+                self._out.flush()
                 return
             self._erase()
-            self.stream.write(item)
+            self._out.write(item)
             stop = self._drain()
-            self.stream.flush()
+            self._out.flush()
             if stop:
                 return
             self._tick()
@@ -197,7 +252,7 @@ class Console:
             if item is None:
                 self._erase()
                 return True
-            self.stream.write(item)
+            self._out.write(item)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -210,26 +265,26 @@ class Console:
             self._draw(long, now)
         elif fresh:
             for r in fresh:
-                self.stream.write(r.start_line + "\n")
-            self.stream.flush()
+                self._out.write(r.start_line + "\n")
+            self._out.flush()
 
     def _draw(self, long: list[_Running], now: float) -> None:
         if not long:
             if self._live_shown:
                 self._erase()
-                self.stream.flush()
+                self._out.flush()
             return
         width = shutil.get_terminal_size((100, 24)).columns - 1
         text = "running: " + ", ".join(f"{r.label} ({now - r.since:.0f} s)" for r in long)
         if len(text) > width:
             text = text[: max(0, width - 1)] + "…"
-        self.stream.write("\r\x1b[K" + text)
+        self._out.write("\r\x1b[K" + text)
         self._live_shown = True
-        self.stream.flush()
+        self._out.flush()
 
     def _erase(self) -> None:
         if self._live_shown:
-            self.stream.write("\r\x1b[K")
+            self._out.write("\r\x1b[K")
             self._live_shown = False
 
 
