@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .base import CommandResult, Identity, Transport, shell_command
+
+if TYPE_CHECKING:
+    from .docker import DockerAPI
 
 log = logging.getLogger("remediate.transport")
 
@@ -44,6 +48,10 @@ class Logged:
     def notices(self) -> tuple[str, ...]:
         """The wrapped transport's notices."""
         return self._transport.notices()
+
+    def docker(self) -> DockerAPI:
+        """The wrapped transport's Docker Engine API (its requests are not logged here)."""
+        return self._transport.docker()
 
     def close(self) -> None:
         """Close the wrapped transport."""
