@@ -36,6 +36,7 @@ def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOption
     scopes: list[tuple[Location, Mapping[str, Any]]] = [(h.where, h.vars) for h in inventory.hosts]
     scopes += [(p.where, m) for p in plays for m in (p.vars, p.defaults)]
     scopes.append((Location("-e"), options.extra_vars))
+    scopes += _rendered_secrets(inventory, plays, listed, options)
     redactor = Redactor()
     for where, scope in scopes:
         try:
@@ -50,6 +51,32 @@ def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOption
 
 
 _ANNOUNCED: set[Path] = set()
+
+
+def _rendered_secrets(inventory: Inventory, plays: tuple[Play, ...], listed: tuple[str, ...],
+                      options: RunOptions) -> list[tuple[Location, Mapping[str, Any]]]:
+    """Secret variables given as templates (`api_token: "{{ base }}-{{ inventory_hostname }}"`), rendered per host
+    and play as the run will render them: their values are masked too, not only the template text. One that needs
+    a registered result cannot be rendered before the run and is left as it is."""
+    from ..core.redact import is_secret_name
+
+    out: list[tuple[Location, Mapping[str, Any]]] = []
+    for play in plays or (None,):
+        for host in inventory.hosts:
+            raw = {**(play.defaults if play else {}), **host.vars, **(play.vars if play else {})}
+            names = [n for n, v in raw.items() if is_secret_name(n, listed) and templating.undeclared(v)]
+            if not names:
+                continue
+            plain = {**options.extra_vars, "inventory_hostname": host.name, "run_id": "run"}
+            lazy = templating.Lazy(raw, plain, {}, play.where if play else host.where)
+            rendered: dict[str, Any] = {}
+            for name in names:
+                try:
+                    rendered[name] = lazy[name]
+                except InputError:
+                    continue
+            out.append((play.where if play else host.where, rendered))
+    return out
 
 
 def inventory_path(env: str | None, inventory: str | None = None) -> Path:

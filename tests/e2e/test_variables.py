@@ -158,3 +158,14 @@ def test_bad_group_vars_file_names_file_and_line(tmp_path: Path) -> None:
     result = remediate("apply", "x", "-i", str(inv), "-p", str(playbook))
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"{tmp_path / 'group_vars' / 'web.yml'}:2" in result.stderr and "'bad name'" in result.stderr
+
+
+def test_a_secret_given_as_a_template_is_masked_as_rendered(tmp_path: Path) -> None:
+    hosts = projects(tmp_path, "web-1")
+    inv = local_inventory(tmp_path / "inv.yml", hosts, shared={"base": "s3cr3t-base-77"})
+    playbook = write_playbook(tmp_path / "pb.yml", {"hosts": "all", "vars": {
+        "api_token": "{{ base }}-{{ inventory_hostname }}"}, "steps": [dump_step("api_token")]})
+    result = remediate("apply", "x", "-i", str(inv), "-p", str(playbook), "--format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dumped(hosts["web-1"]) == {"api_token": "s3cr3t-base-77-web-1"}  # the step got the real value
+    assert "s3cr3t-base-77-web-1" not in result.stdout + result.stderr and "********" in result.stdout
