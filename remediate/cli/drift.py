@@ -12,18 +12,19 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError
 from ..core.options import RunOptions
 from ..core.results import ExitCode
 from ..core.state import StateDir
-from ..drift import history, junit, notify, schedule
-from ..drift import text as drift_text
 from ..engine.control import Interrupt
 from ..inputs import resources
-from ..inputs.load import Loaded, inventory_path
 from . import common, output
+
+if TYPE_CHECKING:  # the drift modules are imported when a command runs: `remediate --help` stays light
+    from ..drift import history
+    from ..inputs.load import Loaded
 
 
 def add(sub: Any) -> None:
@@ -42,7 +43,7 @@ def add(sub: Any) -> None:
     drift.add_argument("--no-health", action="store_true", help="only the playbooks' check mode (hosts without Celery)")
     drift.add_argument("--notify", metavar="URL|@FILE",
                        help="POST a JSON summary when drift appears or clears; @FILE: the URL from a file only you "
-                            f"can read; default ${notify.ENV_VAR}")
+                            "can read; default $REMEDIATE_NOTIFY_URL")
     drift.add_argument("--every", metavar="DURATION", help="run in the foreground every DURATION (e.g. 30m) until stopped")
     drift.add_argument("--install", choices=("cron", "systemd"), help="install a scheduled job (needs --schedule)")
     drift.add_argument("--uninstall", choices=("cron", "systemd"), help="remove the job --install wrote")
@@ -62,6 +63,9 @@ def add(sub: Any) -> None:
 
 def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Dispatch check, history, install; errors other than invalid input are exit 1."""
+    from ..drift import history
+    from ..drift import notify
+    from ..drift import schedule
     if args.env == "history":
         return _history(args, state)
     if args.history_env:
@@ -122,6 +126,9 @@ def _log(message: str) -> None:
 def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: StateDir, url: str | None,
           interrupt: Interrupt | None = None) -> ExitCode:
     """One drift run: check, optionally fix and check again, record, notify, print."""
+    from ..drift import junit
+    from ..drift import notify
+    from ..drift import text as drift_text
     from .. import api
     with output.live_events(bool(args.fix) and args.format == "text", True, args.verbosity, loaded.redactor) as events:
         run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
@@ -139,6 +146,8 @@ def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: 
 
 
 def _history(args: argparse.Namespace, state: StateDir) -> ExitCode:
+    from ..drift import history
+    from ..drift import junit
     if not args.history_env:
         raise InputError("usage: remediate drift history ENV")
     if args.format == "junit":
@@ -167,6 +176,9 @@ def _url_file(env: str, state: StateDir) -> Path:
 
 
 def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
+    from ..drift import notify
+    from ..drift import schedule
+    from ..inputs.load import inventory_path
     if args.install and args.uninstall:
         raise InputError("--install and --uninstall exclude each other")
     if args.every:

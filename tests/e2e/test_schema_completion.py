@@ -180,9 +180,6 @@ def test_zsh_completion_loads_and_registers(tmp_path: Path, state_dir: Path) -> 
     assert loaded.returncode == 0 and loaded.stdout.strip(), loaded.stdout + loaded.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="main's layout (issue 13) imports Jinja2 for --help: remediate.drift's __init__ "
-                   "imports assess -> diagnose -> facts.celery -> inputs.templating; the CLI modules now import the api "
-                   "lazily, that chain is outside the CLI")
 def test_completion_needs_no_import_beyond_the_parser() -> None:
     """`remediate --help` stays light (README: it imports neither paramiko, Fabric nor Jinja2)."""
     probe = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.argv=['remediate','--help'];\n"
