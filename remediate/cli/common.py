@@ -89,12 +89,37 @@ class CommaList(argparse.Action):
 def targets(p: argparse.ArgumentParser, env: str = "required") -> None:
     """ENV, -i and --limit: which inventory and which of its hosts."""
     if env == "required":
-        p.add_argument("env", metavar="ENV", help="environment: inventory/ENV.yml")
+        env_completed(p.add_argument("env", metavar="ENV", help="environment: inventory/ENV.yml"))
     elif env == "optional":
-        p.add_argument("env", nargs="?", metavar="ENV", help="environment: inventory/ENV.yml (or -i)")
+        env_completed(p.add_argument("env", nargs="?", metavar="ENV", help="environment: inventory/ENV.yml (or -i)"))
     p.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (default inventory/ENV.yml)")
     p.add_argument("-l", "--limit", metavar="PATTERN",
                    help="hosts or groups as Ansible patterns: comma lists, all, !exclude, &intersect, * wildcards, ~regex")
+
+
+# shell completion (`remediate completion`): an ENV completes to the names of the working directory's inventory/*.yml
+ENV_COMPLETION = {"bash": "_remediate_envs", "zsh": "_remediate_envs"}
+COMPLETION_PREAMBLE = {
+    "bash": """
+_remediate_envs() {
+  local f names=""
+  for f in inventory/*.yml inventory/*.yaml; do [ -e "$f" ] && f=${f##*/} && names="$names ${f%.*}"; done
+  compgen -W "$names" -- "$1"
+}
+""",
+    "zsh": """
+_remediate_envs() {
+  local -a envs
+  envs=(inventory/*.yml(N:t:r) inventory/*.yaml(N:t:r))
+  _describe 'environment' envs
+}
+""",
+}
+
+
+def env_completed(action: argparse.Action) -> None:
+    """Mark an ENV argument for completion from inventory/*.yml."""
+    action.complete = ENV_COMPLETION  # type: ignore[attr-defined]  # read by shtab
 
 
 def playbooks(p: argparse.ArgumentParser) -> None:

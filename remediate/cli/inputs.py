@@ -16,7 +16,7 @@ from . import common
 def add(sub: Any) -> None:
     """The inventory and validate parsers."""
     inv = sub.add_parser("inventory", help="show an environment's resolved hosts and variables")
-    inv.add_argument("env", metavar="ENV")
+    common.env_completed(inv.add_argument("env", metavar="ENV"))
     inv.add_argument("-i", "--inventory", metavar="FILE")
     common.output(inv)
     inv.set_defaults(handle=inventory_command)
@@ -43,7 +43,8 @@ def completion_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """A static script generated from the parser (shtab): pressing TAB runs no Python."""
     import shtab
 
-    script = shtab.complete(args.parser, shell=args.shell)  # the whole parser, set by cli.parser()
+    # the whole parser, set by cli.parser()
+    script = shtab.complete(args.parser, shell=args.shell, preamble=common.COMPLETION_PREAMBLE[args.shell])
     if args.shell == "zsh":
         # shtab registers the function only when eval'ed; `source <(remediate completion zsh)` and a sourced file
         # register it too (autoloaded from $fpath it still completes directly)

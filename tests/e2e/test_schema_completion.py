@@ -129,7 +129,7 @@ def test_unknown_schema_kind_is_a_usage_error() -> None:
 # --- shell completion ---------------------------------------------------------------------------------------
 
 
-def _bash_complete(script: str, words: list[str], state_dir: Path) -> list[str]:
+def _bash_complete(script: str, words: list[str], state_dir: Path, cwd: Path | None = None) -> list[str]:
     """COMPREPLY for the command line `words` (the last one being completed), in a real bash."""
     line = " ".join(words)
     program = f"""
@@ -143,7 +143,7 @@ fn=$(complete -p remediate | sed -E 's/.*-F ([^ ]+).*/\\1/')
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
     result = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], capture_output=True, text=True,
-                            env=cli_env(state_dir), timeout=60)
+                            env=cli_env(state_dir), timeout=60, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return [w.strip() for w in result.stdout.splitlines() if w.strip()]
 
@@ -163,6 +163,13 @@ def test_bash_completion(tmp_path: Path, state_dir: Path) -> None:
     assert set(_bash_complete(str(script), ["remediate", "drift", "x", "--format", ""], state_dir)) >= {
         "text", "json", "junit"}
     assert set(_bash_complete(str(script), ["remediate", "schema", ""], state_dir)) == {"playbook", "inventory"}
+    ops = tmp_path / "ops"
+    (ops / "inventory").mkdir(parents=True)
+    for name in ("staging.yml", "stage-2.yaml", "prod.yml"):
+        (ops / "inventory" / name).write_text("hosts: {}\n")
+    assert set(_bash_complete(str(script), ["remediate", "apply", "st"], state_dir, ops)) == {"staging", "stage-2"}
+    assert set(_bash_complete(str(script), ["remediate", "inventory", ""], state_dir, ops)) == {
+        "staging", "stage-2", "prod"}
 
 
 def test_zsh_completion_loads_and_registers(tmp_path: Path, state_dir: Path) -> None:
