@@ -18,6 +18,7 @@ def add(sub: Any) -> None:
     inv = sub.add_parser("inventory", help="show an environment's resolved hosts and variables")
     common.env_completed(inv.add_argument("env", metavar="ENV"))
     inv.add_argument("-i", "--inventory", metavar="FILE")
+    inv.add_argument("-l", "--limit", metavar="PATTERN", help="only the hosts this Ansible host pattern selects")
     common.output(inv)
     inv.set_defaults(handle=inventory_command)
     val = sub.add_parser("validate", help="check playbooks without contacting any host")
@@ -57,7 +58,7 @@ def completion_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Every host with its address and variables, and the groups; secrets masked."""
     from .. import api
-    loaded = api.load_hosts(args.env, RunOptions(), args.inventory)
+    loaded = api.load_hosts(args.env, RunOptions(limit=args.limit), args.inventory)
     inv, redactor = loaded.inventory, loaded.redactor
     doc: dict[str, Any] = {
         "path": inv.path,
@@ -66,7 +67,7 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
                 "address": h.address, "port": h.port, "user": h.user, "connection": h.connection,
                 "identity_file": h.identity_file, "known_hosts": h.known_hosts, "vars": dict(h.vars),
             }
-            for h in inv.hosts
+            for h in loaded.hosts
         },
         "groups": {g: list(m) for g, m in inv.groups.items()},
     }

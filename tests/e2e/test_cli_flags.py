@@ -367,3 +367,10 @@ def test_verbosity_levels(tmp_path: Path, three: tuple[Path, dict[str, Path]]) -
     assert "test -e /nonexistent/marker-44" not in vv  # a probe's command is transport detail
     vvv = run("-vvv")
     assert re.search(r"test -e /nonexistent/marker-44", vvv), vvv  # every command the transport runs
+
+
+def test_inventory_takes_a_limit_pattern(three: tuple[Path, dict[str, Path]]) -> None:
+    inv, _ = three
+    shown = json.loads(remediate("inventory", "x", "-i", str(inv), "-l", "all,!a2", "--format", "json").stdout)
+    assert sorted(shown["hosts"]) == ["a1", "b1"]
+    assert remediate("inventory", "x", "-i", str(inv), "-l", "zz*").returncode == 3
