@@ -24,6 +24,7 @@ def add(sub: Any) -> None:
 def diagnose_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Diagnose the selected hosts (audited); exit 0 healthy, 2 problems, 1 errors."""
     from .. import api
+
     options = common.run_options(args)
     loaded = api.load_hosts(args.env, options, args.inventory)
     if args.list_hosts:

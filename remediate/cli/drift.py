@@ -63,9 +63,8 @@ def add(sub: Any) -> None:
 
 def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Dispatch check, history, install; errors other than invalid input are exit 1."""
-    from ..drift import history
-    from ..drift import notify
-    from ..drift import schedule
+    from ..drift import notify, schedule
+
     if args.env == "history":
         return _history(args, state)
     if args.history_env:
@@ -115,6 +114,7 @@ def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 def _load(args: argparse.Namespace, options: RunOptions) -> Loaded:
     from .. import api
+
     return api.load(args.env, tuple(args.playbook), options, args.inventory)
 
 
@@ -126,10 +126,10 @@ def _log(message: str) -> None:
 def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: StateDir, url: str | None,
           interrupt: Interrupt | None = None) -> ExitCode:
     """One drift run: check, optionally fix and check again, record, notify, print."""
-    from ..drift import junit
-    from ..drift import notify
-    from ..drift import text as drift_text
     from .. import api
+    from ..drift import junit
+    from ..drift import text as drift_text
+
     with output.live_events(bool(args.fix) and args.format == "text", True, args.verbosity, loaded.redactor) as events:
         run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
                         interrupt=interrupt, notify_url=url)
@@ -147,7 +147,7 @@ def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: 
 
 def _history(args: argparse.Namespace, state: StateDir) -> ExitCode:
     from ..drift import history
-    from ..drift import junit
+
     if not args.history_env:
         raise InputError("usage: remediate drift history ENV")
     if args.format == "junit":
@@ -176,9 +176,9 @@ def _url_file(env: str, state: StateDir) -> Path:
 
 
 def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
-    from ..drift import notify
-    from ..drift import schedule
+    from ..drift import notify, schedule
     from ..inputs.load import inventory_path
+
     if args.install and args.uninstall:
         raise InputError("--install and --uninstall exclude each other")
     if args.every:

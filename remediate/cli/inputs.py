@@ -58,6 +58,7 @@ def completion_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Every host with its address and variables, and the groups; secrets masked."""
     from .. import api
+
     loaded = api.load_hosts(args.env, RunOptions(limit=args.limit), args.inventory)
     inv, redactor = loaded.inventory, loaded.redactor
     doc: dict[str, Any] = {
@@ -89,6 +90,7 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 def validate_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Each playbook loaded and checked against the step kinds."""
     from .. import api
+
     for name in args.playbooks:
         path = resources.find("playbooks", name)
         plays = api.load_playbook(path)

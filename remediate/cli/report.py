@@ -35,8 +35,8 @@ def add(sub: Any) -> None:
 
 def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Write the page of one check set's runs (replaced whole or not at all)."""
-    from ..drift import history
-    from ..drift import html
+    from ..drift import history, html
+
     since, said = window(args)
     sets = history.check_sets(args.env, state.history, since=since)
     selection: tuple[str, ...] = ()
@@ -63,10 +63,10 @@ def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 def _check_set(playbooks: list[str], health: bool) -> history.CheckSet:
     """The check set `remediate drift -p ... [--no-health]` records: the playbook checks its files yield."""
-    from ..drift import history
-    from ..drift.model import PLAYBOOK_PREFIX
-    from ..drift.model import playbook_check_name
     from .. import api
+    from ..drift import history
+    from ..drift.model import PLAYBOOK_PREFIX, playbook_check_name
+
     paths = [resources.find("playbooks", p) for p in (playbooks or ["site"])]
     names = {playbook_check_name(s.where.path) for path in paths for play in api.load_playbook(path) for s in play.steps}
     return history.CheckSet(tuple(sorted(n[len(PLAYBOOK_PREFIX):] for n in names)), health)

@@ -51,6 +51,7 @@ def add(sub: Any) -> None:
 def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """apply [--check]: load, run with live output, print the recap or the JSON document."""
     from .. import api
+
     options = common.run_options(args)
     loaded = api.load(args.env, tuple(args.playbook), options, args.inventory)
     if args.list_hosts or args.list_tasks:
@@ -65,6 +66,7 @@ def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 def rollback_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """rollback RUN_ID: the plays restoring what that run changed, run like apply."""
     from .. import api
+
     options = common.run_options(args)
     loaded = api.load_rollback(args.run_id, options, state, args.force, args.inventory, not args.no_verify)
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
