@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from ..core.options import RunOptions
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from ..inputs import resources
@@ -20,6 +19,7 @@ def add(sub: Any) -> None:
     inv.add_argument("-i", "--inventory", metavar="FILE")
     inv.add_argument("-l", "--limit", metavar="PATTERN", help="only the hosts this Ansible host pattern selects")
     common.output(inv)
+    common.ssh_flags(inv)
     inv.set_defaults(handle=inventory_command)
     val = sub.add_parser("validate", help="check playbooks without contacting any host")
     val.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
@@ -59,14 +59,19 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Every host with its address and variables, and the groups; secrets masked."""
     from .. import api
 
-    loaded = api.load_hosts(args.env, RunOptions(limit=args.limit), args.inventory)
+    options = common.run_options(args)
+    loaded = api.load_hosts(args.env, options, args.inventory)
     inv, redactor = loaded.inventory, loaded.redactor
+    routes = api.ssh_routes(loaded.hosts, options)
     doc: dict[str, Any] = {
         "path": inv.path,
         "hosts": {
             h.name: {
                 "address": h.address, "port": h.port, "user": h.user, "connection": h.connection,
-                "identity_file": h.identity_file, "known_hosts": h.known_hosts, "vars": dict(h.vars),
+                "identity_file": h.identity_file, "known_hosts": h.known_hosts, "proxy_jump": h.proxy_jump,
+                "become": h.become, "become_user": h.become_user,
+                # where the connection goes, as ssh_config, -u and --private-key make it
+                "ssh": routes.get(h.name), "vars": dict(h.vars),
             }
             for h in loaded.hosts
         },
@@ -77,7 +82,7 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
         return ExitCode.OK
     lines = [f"inventory {inv.path}"]
     for name, host in doc["hosts"].items():
-        target = "local" if host["connection"] == "local" else f"{host['user'] or ''}@{host['address']}:{host['port']}"
+        target = "local" if host["connection"] == "local" else host["ssh"]
         lines.append(f"{name}  {target}")
         for key, value in sorted(host["vars"].items()):
             lines.append(f"    {key} = {value!r}")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .base import CommandResult, Identity, Transport, shell_command
+from .base import Become, CommandResult, Identity, Transport, shell_command
 
 if TYPE_CHECKING:
     from .docker import DockerAPI
@@ -40,6 +40,10 @@ class Logged:
     def interrupt(self) -> None:
         """Interrupt the wrapped transport."""
         self._transport.interrupt()
+
+    def as_user(self, become: Become | None) -> Transport:
+        """The wrapped transport as another user (become), logged too."""
+        return Logged(self._transport.as_user(become))
 
     def identity(self) -> Identity:
         """The wrapped transport's identity."""
