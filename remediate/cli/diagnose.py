@@ -17,6 +17,7 @@ def add(sub: Any) -> None:
     common.listing(diag, tasks=False)
     common.connection(diag)
     common.verbosity(diag)
+    common.trail(diag)
     common.why(diag)
     diag.set_defaults(handle=diagnose_command)
 

@@ -58,6 +58,7 @@ def add(sub: Any) -> None:
     common.verification(drift, "--fix: bound on verification waits")
     common.connection(drift)
     common.verbosity(drift)
+    common.exclusive(drift)
     drift.set_defaults(handle=drift_command)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import report
 from ..core.results import ExitCode, RunReport
-from ..core.state import StateDir
+from ..core.state import StateDir, sweep_temp_files
 from . import common, output
 
 if TYPE_CHECKING:  # the handlers import api when they run: `remediate --help` stays light
@@ -28,6 +28,7 @@ def add(sub: Any) -> None:
     common.verification(apply)
     common.connection(apply)
     common.verbosity(apply)
+    common.exclusive(apply)
     common.why(apply)
     apply.set_defaults(handle=apply_command)
 
@@ -44,6 +45,7 @@ def add(sub: Any) -> None:
     common.verification(rb)
     common.connection(rb)
     common.verbosity(rb)
+    common.exclusive(rb)
     common.why(rb)
     rb.set_defaults(handle=rollback_command)
 
@@ -53,6 +55,7 @@ def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     from .. import api
 
     options = common.run_options(args)
+    _sweep(state)
     loaded = api.load(args.env, tuple(args.playbook), options, args.inventory)
     if args.list_hosts or args.list_tasks:
         print(loaded.redactor.text(common.listing_text(loaded, options, args.list_hosts, args.list_tasks)))
@@ -68,12 +71,18 @@ def rollback_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     from .. import api
 
     options = common.run_options(args)
+    _sweep(state)
     loaded = api.load_rollback(args.run_id, options, state, args.force, args.inventory, not args.no_verify)
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
         with _events(args, loaded) as events:
             result = api.rollback(loaded, options, state, args.run_id, args.force, events, interrupt,
                                   common.why_of(args))
     return _print(result, args)
+
+
+def _sweep(state: StateDir) -> None:
+    for what in sweep_temp_files(state):
+        print(f"remediate: removed what a killed run left in the state directory: {what}", file=sys.stderr)
 
 
 def _events(args: argparse.Namespace, loaded: api.Loaded) -> AbstractContextManager[report.TextEvents | None]:

@@ -100,6 +100,8 @@ def recap(report: RunReport) -> str:
     lines.append("hosts: " + ", ".join(f"{k}={v}" for k, v in summary.items()) + f"; exit {int(report.exit_code())}")
     if report.interrupted:
         lines.append("interrupted")
+    if report.audit_error:
+        lines.append(f"the audit trail is incomplete: {report.audit_error}; this recap is the run's only full account")
     return report.redactor.text("\n".join(lines))
 
 
@@ -145,7 +147,7 @@ def _utc(when: datetime | None) -> str | None:
 
 def to_json(report: RunReport, verbosity: int = 0) -> str:
     """The one JSON document of a run (README "The JSON report")."""
-    doc = {
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": report.run_id,
         "mode": report.mode.value,
@@ -156,4 +158,6 @@ def to_json(report: RunReport, verbosity: int = 0) -> str:
         "exit_code": int(report.exit_code()),
         "interrupted": report.interrupted,
     }
+    if report.audit_error:
+        doc["audit_error"] = report.audit_error
     return json.dumps(report.redactor.data(doc), indent=2, default=str)

@@ -129,6 +129,8 @@ class RunReport:
     redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
     started: datetime | None = None  # UTC, when the hosts were started
     ended: datetime | None = None  # UTC, when the last host was done
+    # the audit trail could not be written at the run's end (or earlier): the recap is the run's only full account
+    audit_error: str = ""
 
     def summary(self) -> dict[str, int]:
         """Counts of hosts by outcome (in check mode `would_change`, as nothing changed)."""
@@ -152,7 +154,7 @@ class RunReport:
         if self.interrupted:
             return ExitCode.INTERRUPTED
         statuses = {h.status for h in self.hosts}
-        if statuses & {Status.FAILED, Status.UNREACHABLE}:
+        if self.audit_error or statuses & {Status.FAILED, Status.UNREACHABLE}:
             return ExitCode.FAILED
         if Status.PENDING in statuses:
             return ExitCode.VERIFY_PENDING
