@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup host demo test unit lab-up lab-reset lab-down bench clean
+.PHONY: setup host demo test unit typecheck lab-up lab-reset lab-down bench clean
 
 $(BIN)/remediate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,16 @@ demo: setup
 	$(BIN)/remediate diagnose lab
 
 # The suite brings up its own lab stacks (tests/lab.py); it needs the host prepared, not the default instance.
-test: setup
-	$(BIN)/python -m pytest -q
+# Test files run in TEST_WORKERS parallel workers (pytest-xdist; each file in one worker, so a module's
+# shared stack is brought up once); the lab tests mostly wait on beat, so more workers than cores pay.
+TEST_WORKERS ?= 3
+
+# The package is type-checked first (mypy --strict, configured in pyproject.toml): a type error fails CI.
+test: setup typecheck
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+typecheck: $(BIN)/remediate
+	$(BIN)/mypy --strict remediate
 
 unit: $(BIN)/remediate
 	$(BIN)/python -m pytest -q tests/unit

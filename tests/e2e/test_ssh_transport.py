@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from remediate.errors import CommandFailed
-from remediate.inventory import Host
+from remediate.core.errors import CommandFailed
+from remediate.inputs.inventory import Host
 from remediate.transport.ssh import SSHOptions, SSHTransport
 from tests.conftest import Sshd
 
@@ -38,25 +38,36 @@ def test_commands_share_one_shell_but_not_its_state(transport: SSHTransport, tmp
     assert second.out.split("\n")[1:3] != [str(tmp_path), "set"]  # cd and env stayed with the first command
 
 
-def _session_shells() -> set[int]:
-    """Local pids of `sh` processes whose parent is an sshd session (the suite's sshd runs on this machine)."""
+def _ppid(pid: int | str) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _session_shells(sshd: Sshd) -> set[int]:
+    """Local pids of `sh` processes whose parent is an sshd session of this suite's sshd (not another test
+    worker's, nor anyone else's on this machine)."""
+    listeners = {int(p.read_text()) for p in sshd.dir.glob("sshd.*.pid")}
     found = set()
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and (entry / "comm").read_text().strip() == "sh":
-                ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                if Path(f"/proc/{ppid}/comm").read_text().strip() == "sshd":
+                ppid = _ppid(entry.name)
+                if Path(f"/proc/{ppid}/comm").read_text().strip() != "sshd":
+                    continue
+                ancestor = ppid
+                while ancestor > 1 and ancestor not in listeners:
+                    ancestor = _ppid(ancestor)
+                if ancestor in listeners:
                     found.add(int(entry.name))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
     return found
 
 
-def test_connect_starts_the_hosts_shell_and_the_first_command_runs_in_it(transport: SSHTransport) -> None:
-    before = _session_shells()
+def test_connect_starts_the_hosts_shell_and_the_first_command_runs_in_it(transport: SSHTransport, sshd: Sshd) -> None:
+    before = _session_shells(sshd)
     transport.connect()  # sends the shell's start and returns: the first command waits for it
     deadline = time.monotonic() + 10
-    while not (new := _session_shells() - before) and time.monotonic() < deadline:
+    while not (new := _session_shells(sshd) - before) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(new) == 1
     assert transport.run(["sh", "-c", "echo $PPID"]).out.strip() == str(new.pop())
