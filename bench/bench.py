@@ -381,34 +381,83 @@ def fmt(values: list[float], unit: str = "s") -> str:
     return f"{med:.2f} s ({min(values):.2f}–{max(values):.2f})"
 
 
+def _runs(records: list[dict[str, object]], n: int, mode: str, tool: str) -> list[dict[str, object]]:
+    return [r for r in records if r["hosts"] == n and r["mode"] == mode and r["tool"] == tool]
+
+
+def medians(records: list[dict[str, object]], n: int, mode: str, tool: str) -> tuple[float, float] | None:
+    """Median wall time and median peak MiB of the successful runs (None when a run failed or none ran)."""
+    rs = _runs(records, n, mode, tool)
+    if not rs or not all(r["ok"] for r in rs):
+        return None
+    return (statistics.median(float(r["wall_s"]) for r in rs),  # type: ignore[arg-type]
+            statistics.median(float(r["peak_mib"]) for r in rs))  # type: ignore[arg-type]
+
+
 def table(records: list[dict[str, object]], tools: tuple[str, ...], caps: dict[str, int]) -> str:
-    """The Markdown results table: medians, min–max, peak memory, and remediate's ratios."""
+    """The Markdown results table: medians, min–max, peak memory, and remediate's ratios.
+
+    Ratios compare medians of the same run: remediate / floor (at or under 1.00 is at or under the floor),
+    and every other tool / remediate (how many times faster remediate is).
+    """
     head = ["hosts", "mode", *(LABELS[t] for t in tools)]
-    others = [t for t in tools if t != "remediate"]
+    others = [t for t in tools if t not in ("remediate", "floor")]
+    ratios = []
     if "remediate" in tools:
-        head += [f"{LABELS[t]} / remediate" for t in others]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        ratios = (["remediate / floor"] if "floor" in tools else []) + [f"{LABELS[t]} / remediate" for t in others]
+    rows = ["| " + " | ".join(head + ratios) + " |", "|" + "---|" * len(head + ratios)]
     keys = sorted({(int(str(r["hosts"])), str(r["mode"])) for r in records}, key=lambda k: (k[0], MODES.index(k[1])))
     for n, mode in keys:
         cells = [str(n), mode]
         med: dict[str, float] = {}
         for tool in tools:
+            rs = _runs(records, n, mode, tool)
             if n > caps.get(tool, n):
                 cells.append(f"not run (--cap {tool}={caps[tool]})")
                 continue
-            rs = [r for r in records if r["hosts"] == n and r["mode"] == mode and r["tool"] == tool and r["ok"]]
             if not rs:
-                cells.append("failed")
+                cells.append("not measured")
                 continue
+            bad = [r for r in rs if not r["ok"]]
             walls = [float(r["wall_s"]) for r in rs]  # type: ignore[arg-type]
             mem = statistics.median(float(r["peak_mib"]) for r in rs)  # type: ignore[arg-type]
+            if bad:
+                cells.append(f"wrong in {len(bad)} of {len(rs)} runs")
+                continue
             med[tool] = statistics.median(walls)
             cells.append(f"{fmt(walls)}, {mem:.0f} MiB")
-        if "remediate" in tools:
+        if ratios:
+            if "floor" in tools:
+                cells.append(f"{med['remediate'] / med['floor']:.2f}" if {"remediate", "floor"} <= set(med) else "–")
             for tool in others:
                 cells.append(f"{med[tool] / med['remediate']:.2f}x" if tool in med and "remediate" in med else "–")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def targets(records: list[dict[str, object]]) -> list[str]:
+    """Issue 17's targets, each met or not, from this run's medians (only those this run measured)."""
+    lines = []
+    counts = sorted({int(str(r["hosts"])) for r in records})
+    for n in (c for c in counts if c >= 10):
+        for mode in ("check", "apply"):
+            rem, floor = medians(records, n, mode, "remediate"), medians(records, n, mode, "floor")
+            if rem and floor:
+                ratio = rem[0] / floor[0]
+                lines.append(f"{'met' if ratio <= 1.0 else 'NOT met'}: {mode} at {n} hosts at or under the floor "
+                             f"(remediate / floor {ratio:.2f})")
+    for mode in ("check", "apply"):
+        rem, pyinfra = medians(records, 50, mode, "remediate"), medians(records, 50, mode, "pyinfra")
+        if rem and pyinfra:
+            ratio = pyinfra[0] / rem[0]
+            lines.append(f"{'met' if ratio >= 2.0 else 'NOT met'}: {mode} at 50 hosts 2x faster than pyinfra "
+                         f"(pyinfra / remediate {ratio:.2f}x)")
+    peaks = [float(r["peak_mib"]) for r in records  # type: ignore[arg-type]
+             if r["tool"] == "remediate" and r["hosts"] == 200 and r["ok"]]
+    if peaks:
+        lines.append(f"{'met' if max(peaks) < 100 else 'NOT met'}: remediate's peak memory at 200 hosts under 100 MiB "
+                     f"(highest of its runs {max(peaks):.0f} MiB)")
+    return lines
 
 
 def cpu_table(records: list[dict[str, object]], tools: tuple[str, ...]) -> str:
@@ -521,7 +570,8 @@ def main() -> int:
           f"the controller's process tree; {os.cpu_count()} CPUs; {versions}; `remediate --help`: {startup:.3f} s; "
           f"the run took {minutes:.0f} minutes; 1-minute load average at the start of each run {load} "
           f"(before the bench: {' '.join(uptime_before)}).\n\n{login.describe()}.\n\n"
-          f"Controller CPU (user + system of the tool's process tree, median):\n\n{cpu_table(records, tools)}\n")
+          f"Controller CPU (user + system of the tool's process tree, median):\n\n{cpu_table(records, tools)}\n\n"
+          "Targets of issue 17 in this run:\n\n" + "".join(f"- {t}\n" for t in targets(records)))
     (out_dir / f"{stamp}.md").write_text(md)
     print("\n" + md)
     print(f"raw: {raw}\ntable: {out_dir / f'{stamp}.md'}")
