@@ -53,7 +53,7 @@ def output(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> No
 
 def connection(p: argparse.ArgumentParser) -> None:
     """--forks, --connect-timeout and --accept-new-host-keys: how hosts are reached."""
-    p.add_argument("--forks", type=int, default=10, metavar="N", help="hosts in parallel (default 10)")
+    p.add_argument("--forks", type=int, default=RunOptions.forks, metavar="N", help=f"hosts in parallel (default {RunOptions.forks})")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--accept-new-host-keys", action="store_true",
                    help="trust and record unknown host keys (never changed ones)")

@@ -14,7 +14,7 @@ from ..inputs.inventory import Host
 from ..inputs.playbook import Play
 from ..transport.base import Transport
 from .act import Actor
-from .context import HostContext
+from .context import HostContext, playbook_key
 from .control import Events, Interrupt, NoEvents, Stop
 from .known import HostFacts
 from .pending import Owed, PendingStore
@@ -80,12 +80,21 @@ class HostRunner:
         try:
             self.ctx.transport.connect()
             self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
-            for play in self.plays:
-                played = self.runner.run(play)
-                if played.roll_back:
-                    self._roll_back(play)
-                if not played.go_on:
+            began = self.ctx.clock()
+            held: list[Play] = []
+            for n, play in enumerate(self.plays):
+                if _verification(play) and (held or any(not _verification(p) and playbook_key(p) != playbook_key(play)
+                                                        for p in self.plays[n + 1:])):
+                    # after the later playbooks' fixes, so that their reloads merge with ours; in their order
+                    held.append(play)
+                    continue
+                if not self._play(play):
                     break
+            if not log.interrupted_at and self.runner.reload_held():
+                for play in held:
+                    if not self._play(play):
+                        break
+            verified = self._verified(began)
         except Unreachable as exc:
             return HostResult(name, Status.UNREACHABLE, tuple(log.results), str(exc), self._notices())
         except AuditError as exc:
@@ -97,7 +106,19 @@ class HostRunner:
         if log.interrupted_at:
             status = Status.FAILED
             message = f"interrupted {log.interrupted_at}" + (f"\n{message}" if message else "")
-        return HostResult(name, status, tuple(log.results), message, self._notices())
+        return HostResult(name, status, tuple(log.results), message, self._notices(),
+                          verified if status != Status.FAILED else None)
+
+    def _play(self, play: Play) -> bool:
+        """One play (rolled back if its verification asks for it); whether the host goes on."""
+        played = self.runner.run(play)
+        if played.roll_back:
+            self._roll_back(play)
+        return played.go_on
+
+    def _verified(self, began: float) -> float | None:
+        """Seconds from the host's start to the end of its last verification, if one ran."""
+        return None if self.log.verified_at is None else self.log.verified_at - began
 
     def _roll_back(self, play: Play) -> None:
         """on_verify_failure: rollback: restore what this run wrote in the play, then run the handlers they notify."""
@@ -108,6 +129,7 @@ class HostRunner:
         self.log.notices.append(f"verification failed: rolled back {what} and ran the handlers the files notify")
         for restore in plays:
             self.runner.run(restore)
+        self.runner.reload_held()
 
     def _notices(self) -> tuple[str, ...]:
         return self.ctx.transport.notices() + tuple(self.log.notices)
@@ -124,3 +146,8 @@ class HostRunner:
         except (StepError, Unreachable) as exc:
             return f"audit copy to {where} failed: {exc}"
         return "" if done.ok else f"audit copy to {where} failed: {done.err.strip() or f'exit {done.rc}'}"
+
+
+def _verification(play: Play) -> bool:
+    """A play of verifications only (no handlers): it changes nothing, so it may wait for later plays' fixes."""
+    return bool(play.steps) and not play.handlers and all(s.verify for s in play.steps)

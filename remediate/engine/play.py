@@ -1,5 +1,6 @@
 """One play on one host: its steps in order (as tags select them), then the handlers their changes notified, and
-the reloads an earlier run still owes for the play."""
+the reloads an earlier run still owes for the play. Compose reloads are held for the whole run and merged
+(engine/reloads.py): they run once, before the next verification or when the host's plays end."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from ..inputs.playbook import Play, StepSpec
 from .context import HostContext, playbook_key
 from .control import Stop
 from .pending import Owed, PendingReload
+from .reloads import HeldReload, MergedReload, merge, mergeable
 from .step import StepRunner
 
 
@@ -21,6 +23,7 @@ class HostLog:
     results: list[StepResult] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     interrupted_at: str = ""
+    verified_at: float | None = None  # when the last verification that ran ended (the host's clock)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class PlayRunner:
         self.stop = stop
         self.log = log
         self.registered: dict[str, Any] = {}
+        self.held: list[HeldReload] = []
 
     def variables(self, play: Play) -> dict[str, Any]:
         """Variables by precedence: play defaults < inventory < play vars < registered < -e extra vars."""
@@ -60,6 +64,8 @@ class PlayRunner:
                 continue
             if self.stop.requested():
                 self.log.interrupted_at = f"before step {spec.name!r}"
+                return Played(False)
+            if spec.verify and not self.reload_held():
                 return Played(False)
             debts: list[PendingReload] = []
             result = self.steps.run(spec, play, variables, debts=debts)
@@ -87,6 +93,9 @@ class PlayRunner:
                 self.log.interrupted_at = f"before handler {handler.name!r}"
                 return False
             paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
+            if mergeable(handler):
+                self.held.append(HeldReload(handler, play, variables, paths, hits))
+                continue
             result = replace(self.steps.run(handler, play, variables, paths), handler=True)
             self._done(handler, result, variables)
             if result.status != Status.FAILED:
@@ -97,9 +106,38 @@ class PlayRunner:
                 return False
         return True
 
+    def reload_held(self) -> bool:
+        """Run the held compose reloads, merged per project, and settle what each member owed; False to stop."""
+        held, self.held = tuple(self.held), []
+        for reload in merge(held, self.steps.build):
+            if self.stop.requested():
+                self.log.interrupted_at = f"before handler {reload.spec.name!r}"
+                return False
+            if len(reload.members) > 1:
+                self.ctx.record("reload", step=reload.spec.name, services=list(reload.spec.args["service"]),
+                                merged=[m.audit_fields() for m in reload.members])
+            if not self._reload(reload):
+                return False
+        return True
+
+    def _reload(self, reload: MergedReload) -> bool:
+        spec, variables = reload.spec, dict(reload.variables)
+        result = replace(self.steps.run(spec, reload.play, variables, reload.paths), handler=True)
+        self._done(spec, result, variables)
+        if result.status != Status.FAILED:
+            for m in reload.members:
+                self.owed.settle(playbook_key(m.play), m.play.name, m.hits)
+        if result.status == Status.FAILED and not spec.ignore_errors:
+            if self.stop.requested():
+                self.log.interrupted_at = f"during handler {spec.name!r}"
+            return False
+        return True
+
     def _done(self, spec: StepSpec, result: StepResult, variables: dict[str, Any]) -> None:
         """Keep the result, tell the live output and the audit trail (verification outcomes included), register it."""
         self.log.results.append(result)
+        if spec.verify and result.status not in (Status.SKIPPED, Status.FAILED):
+            self.log.verified_at = self.ctx.clock()
         self.ctx.events.step_done(self.ctx.host.name, result)
         self.ctx.record(
             "step", step=result.name, kind=result.kind, where=str(result.where), status=result.status.value,
