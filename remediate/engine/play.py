@@ -15,6 +15,10 @@ from .pending import Owed, PendingReload
 from .reloads import HeldReload, MergedReload, merge, mergeable
 from .step import StepRunner
 
+# Step kinds that run only after the held reloads: a rollback puts rows back once the files restored before
+# them are reloaded (beat must not see a row it dies on before it runs its old scheduler again).
+AFTER_RELOADS = ("restore_rows",)
+
 
 @dataclass
 class HostLog:
@@ -65,7 +69,7 @@ class PlayRunner:
             if self.stop.requested():
                 self.log.interrupted_at = f"before step {spec.name!r}"
                 return Played(False)
-            if spec.verify and not self.reload_held():
+            if (spec.verify or spec.kind in AFTER_RELOADS) and not self.reload_held():
                 return Played(False)
             debts: list[PendingReload] = []
             result = self.steps.run(spec, play, variables, debts=debts)
