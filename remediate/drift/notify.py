@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +70,6 @@ def payload(report: DriftReport, change: Transition) -> dict[str, Any]:
 
 def post(url: str, body: dict[str, Any], timeout: float = 10.0) -> str | None:
     """POST the body; None on success, else what went wrong (the caller reports it, the check goes on)."""
-    import urllib.error  # here, not at the top: urllib.request pulls in http, email and ssl, which no other
-    import urllib.request  # command needs (about 15% of the CLI's import time)
-
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
     try:

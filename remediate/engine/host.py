@@ -43,6 +43,7 @@ class HostRunner:
     ) -> None:
         self.ctx = HostContext(host, transport, options, run_id, template_path, events or NoEvents(), sleep, clock, audit)
         self.plays = plays
+        self._held: list[Play] = []  # verification plays waiting for later playbooks' fixes (_hold)
         self.stop = Stop(transport)
         self.log = HostLog()
         self._interrupt = interrupt
@@ -73,6 +74,7 @@ class HostRunner:
         return replace(result, notices=result.notices + (note,)) if note else result
 
     def _run(self) -> HostResult:
+        began = self.ctx.clock()
         name, log = self.ctx.host.name, self.log
         if self.stop.requested():
             log.interrupted_at = "before this host started"
@@ -80,21 +82,12 @@ class HostRunner:
         try:
             self.ctx.transport.connect()
             self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
-            began = self.ctx.clock()
-            held: list[Play] = []
-            for n, play in enumerate(self.plays):
-                if _verification(play) and (held or any(not _verification(p) and playbook_key(p) != playbook_key(play)
-                                                        for p in self.plays[n + 1:])):
-                    # after the later playbooks' fixes, so that their reloads merge with ours; in their order
-                    held.append(play)
+            for play in self.plays:
+                if self._hold(play):
                     continue
                 if not self._play(play):
                     break
-            if not log.interrupted_at and self.runner.reload_held():
-                for play in held:
-                    if not self._play(play):
-                        break
-            verified = self._verified(began)
+            self._run_held()
         except Unreachable as exc:
             return HostResult(name, Status.UNREACHABLE, tuple(log.results), str(exc), self._notices())
         except AuditError as exc:
@@ -107,7 +100,7 @@ class HostRunner:
             status = Status.FAILED
             message = f"interrupted {log.interrupted_at}" + (f"\n{message}" if message else "")
         return HostResult(name, status, tuple(log.results), message, self._notices(),
-                          verified if status != Status.FAILED else None)
+                          None if status == Status.FAILED or log.verified_at is None else log.verified_at - began)
 
     def _play(self, play: Play) -> bool:
         """One play (rolled back if its verification asks for it); whether the host goes on."""
@@ -116,9 +109,24 @@ class HostRunner:
             self._roll_back(play)
         return played.go_on
 
-    def _verified(self, began: float) -> float | None:
-        """Seconds from the host's start to the end of its last verification, if one ran."""
-        return None if self.log.verified_at is None else self.log.verified_at - began
+    def _hold(self, play: Play) -> bool:
+        """Whether a play of verifications waits for the later playbooks' fixes, so that their reloads merge with
+        the ones before it (kept in order, after every play held before it)."""
+        if not _verification(play):
+            return False
+        later = self.plays[self.plays.index(play) + 1:]
+        if self._held or any(not _verification(p) and playbook_key(p) != playbook_key(play) for p in later):
+            self._held.append(play)
+            return True
+        return False
+
+    def _run_held(self) -> None:
+        """The merged reloads still held, then the verification plays that waited for them (not after an interrupt)."""
+        if self.log.interrupted_at or not self.runner.reload_held():
+            return
+        for play in self._held:
+            if not self._play(play):
+                break
 
     def _roll_back(self, play: Play) -> None:
         """on_verify_failure: rollback: restore what this run wrote in the play, then run the handlers they notify."""

@@ -43,12 +43,12 @@ class PlayRunner:
 
     def __init__(self, ctx: HostContext, steps: StepRunner, owed: Owed, stop: Stop, log: HostLog) -> None:
         self.ctx = ctx
+        self.held: list[HeldReload] = []  # compose reloads notified so far, not run yet (reloads.py)
         self.steps = steps
         self.owed = owed
         self.stop = stop
         self.log = log
         self.registered: dict[str, Any] = {}
-        self.held: list[HeldReload] = []
 
     def variables(self, play: Play) -> dict[str, Any]:
         """Variables by precedence: play defaults < inventory < play vars < registered < -e extra vars."""
@@ -66,10 +66,10 @@ class PlayRunner:
         for spec in play.steps:
             if not self._selected(spec, play):
                 continue
+            if (spec.verify or spec.kind in AFTER_RELOADS) and not self.reload_held():
+                return Played(False)
             if self.stop.requested():
                 self.log.interrupted_at = f"before step {spec.name!r}"
-                return Played(False)
-            if (spec.verify or spec.kind in AFTER_RELOADS) and not self.reload_held():
                 return Played(False)
             debts: list[PendingReload] = []
             result = self.steps.run(spec, play, variables, debts=debts)
@@ -93,13 +93,14 @@ class PlayRunner:
             hits = tuple(n for n in (handler.name, *handler.listen) if n in notified)
             if not hits:
                 continue
+            if mergeable(handler):
+                paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
+                self.held.append(HeldReload(handler, play, variables, paths, hits))
+                continue
             if self.stop.requested():
                 self.log.interrupted_at = f"before handler {handler.name!r}"
                 return False
             paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
-            if mergeable(handler):
-                self.held.append(HeldReload(handler, play, variables, paths, hits))
-                continue
             result = replace(self.steps.run(handler, play, variables, paths), handler=True)
             self._done(handler, result, variables)
             if result.status != Status.FAILED:
@@ -113,7 +114,7 @@ class PlayRunner:
     def reload_held(self) -> bool:
         """Run the held compose reloads, merged per project, and settle what each member owed; False to stop."""
         held, self.held = tuple(self.held), []
-        for reload in merge(held, self.steps.build):
+        for reload in merge(held):
             if self.stop.requested():
                 self.log.interrupted_at = f"before handler {reload.spec.name!r}"
                 return False

@@ -9,7 +9,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.errors import StepError
+from ..inputs import templating
 from ..inputs.playbook import Play, StepSpec
+from ..steps import REGISTRY
 from ..steps.base import Step
 from ..steps.compose import ComposeReload
 from .context import playbook_key
@@ -55,7 +57,16 @@ def mergeable(handler: StepSpec) -> bool:
             and handler.register is None)
 
 
-def merge(held: tuple[HeldReload, ...], build: Callable[[StepSpec, Mapping[str, Any]], Step]) -> tuple[MergedReload, ...]:
+def build(spec: StepSpec, variables: Mapping[str, Any]) -> Step:
+    """The typed step a handler's arguments make with its play's variables (StepError when they are bad)."""
+    cls = REGISTRY[spec.kind]
+    what = f"step {spec.name!r}"
+    args = {**cls.var_defaults(variables), **templating.render_value(dict(spec.args), variables, spec.where, what)}
+    return cls.build(args, spec.where, what)
+
+
+def merge(held: tuple[HeldReload, ...],
+          build: Callable[[StepSpec, Mapping[str, Any]], Step] = build) -> tuple[MergedReload, ...]:
     """The held reloads, one per compose project (in order of first notification); a handler whose arguments do
     not render stays on its own, so that its run reports the error."""
     groups: dict[object, list[tuple[HeldReload, ComposeReload | None]]] = {}

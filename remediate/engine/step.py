@@ -13,7 +13,7 @@ from ..core.results import CommandOutput, Status, StepResult, host_status
 from ..inputs import templating
 from ..inputs.playbook import Play, StepSpec
 from ..steps import REGISTRY
-from ..steps.base import PlanContext, Step
+from ..steps.base import PlanContext
 from .act import Actor
 from .context import HostContext
 from .known import HostFacts
@@ -34,16 +34,6 @@ class StepRunner:
         started = time.monotonic()
         result = self._run(spec, play, variables, notified_paths, debts if debts is not None else [])
         return replace(result, duration=time.monotonic() - started)
-
-    def arguments(self, spec: StepSpec, variables: Mapping[str, Any]) -> dict[str, Any]:
-        """The step's arguments rendered with the variables, over its kind's defaults from them (StepError if bad)."""
-        cls = REGISTRY[spec.kind]
-        what = f"step {spec.name!r}"
-        return {**cls.var_defaults(variables), **templating.render_value(dict(spec.args), variables, spec.where, what)}
-
-    def build(self, spec: StepSpec, variables: Mapping[str, Any]) -> Step:
-        """The typed step of one attempt (StepError when its arguments are bad)."""
-        return REGISTRY[spec.kind].build(self.arguments(spec, variables), spec.where, f"step {spec.name!r}")
 
     def _run(self, spec: StepSpec, play: Play, variables: Mapping[str, Any], notified_paths: tuple[str, ...],
              debts: list[PendingReload]) -> StepResult:
@@ -115,7 +105,10 @@ class StepRunner:
     def _attempt(self, spec: StepSpec, play: Play, variables: Mapping[str, Any], notified_paths: tuple[str, ...],
                  debts: list[PendingReload]) -> StepResult:
         """Render the arguments, build the step, plan on fresh facts, act, judge."""
-        step = self.build(spec, variables)
+        what = f"step {spec.name!r}"
+        cls = REGISTRY[spec.kind]
+        args = {**cls.var_defaults(variables), **templating.render_value(dict(spec.args), variables, spec.where, what)}
+        step = cls.build(args, spec.where, what)
         plan_ctx = PlanContext(self.ctx.host.name, self.ctx.run_id, variables, notified_paths, self.ctx.template_path)
         actions = step.plan(self.facts.gather(step.probes()), plan_ctx)
         if not actions:
