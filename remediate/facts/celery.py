@@ -22,6 +22,7 @@ from ..core.errors import RemediateError, StepError, Unreachable
 from ..inputs import resources, templating
 from ..transport.base import CommandResult, Transport
 from . import compose as cf
+from . import containers as fc
 from .base import Probe
 from .django import ShellQuery
 
@@ -166,7 +167,7 @@ class CeleryFacts:
 
     beat: str = "celery_beat"
     worker: str = "celery_worker"
-    services: Mapping[str, tuple[cf.Container, ...]] | None = None  # every service's containers, in model order
+    services: Mapping[str, tuple[fc.Container, ...]] | None = None  # every service's containers, in model order
     beat_command: tuple[str, ...] | None = None
     beat_started: datetime | None = None
     banner: str | None = None  # beat's `scheduler -> ...` banner since its container started (when it runs)
@@ -201,7 +202,7 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         project = cf.Project(str(v["compose_dir"]), tuple(v.get("compose_files") or ()), v.get("compose_project"))
         compose = cf.detect(transport)
         model = cf.gather_model(transport, compose, project)
-        everything = cf.gather_containers(transport, model.name)  # every service's containers in one round trip
+        everything = fc.gather_containers(transport, model.name)  # every service's containers, from the engine
         services = {name: tuple(c for c in everything.containers if c.service == name) for name in model.services}
         command = model.services[beat].command if beat in model.services else None
         running = [c for c in services.get(beat, ()) if c.running]
@@ -209,7 +210,7 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         if running:
             started = max(c.started_at for c in running if c.started_at)
             newest = max(running, key=lambda c: c.started_at or everything.now)
-            found = BANNER.findall(cf.logs_since(transport, newest))
+            found = BANNER.findall(fc.logs_since(transport, newest))
             banner = found[-1] if found else None
         seen = CeleryFacts(beat, worker, services, command, started, banner)
         # the settings beat really loads are read in beat's own container: the backend may run an older image
