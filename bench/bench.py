@@ -497,7 +497,16 @@ def main() -> int:
                         help="hosts whose every session runs root's startup files (no SetEnv SHLVL=1): a separate figure")
     parser.add_argument("--port", type=int, default=2300)
     parser.add_argument("--out", default=str(BENCH / "results"), help="directory for the JSON lines and table")
+    parser.add_argument("--table-from", metavar="JSONL",
+                        help="print the tables and targets of an earlier run's raw records (one cut short) and exit")
     args = parser.parse_args()
+    if args.table_from:
+        earlier: list[dict[str, object]] = [json.loads(line) for line in Path(args.table_from).read_text().splitlines()
+                                            if line.strip()]
+        present = tuple(t for t in ("remediate", "floor", "pyinfra", "ansible") if any(r["tool"] == t for r in earlier))
+        print(f"{table(earlier, present, parse_caps(args.cap, parser))}\n\n{cpu_table(earlier, present)}\n\n"
+              + "".join(f"- {t}\n" for t in targets(earlier)))
+        return 0
     counts = [int(n) for n in args.hosts.split(",")]
     tools = tuple(t for t in args.tools.split(",") if t)
     modes = tuple(m for m in args.modes.split(",") if m)
