@@ -156,7 +156,7 @@ class HostRunner:
     def _lock_on_host(self, holder: Holder) -> None:
         """The run lock on the host itself (other controllers); Locked naming the holder."""
         host = self.ctx.host
-        lock = HostSideLock(self.ctx.transport, host.name, f"{host.address}:{host.port}")
+        lock = HostSideLock(self.ctx.transport, host.name, self.ctx.transport.identity().address)
         stale = lock.acquire(holder, self.ctx.options.wait_lock, lambda m: self.ctx.progress("run lock", m))
         self._host_lock = lock
         if stale:
