@@ -29,6 +29,7 @@ class RunOptions:
     limit: str | None = None
     tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()
+    start_at_task: str | None = None  # steps before the first one of that name (or fnmatch pattern) are left out
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     verify_timeout: float = 900.0
     connect_timeout: float = 10.0
