@@ -19,6 +19,8 @@ LAB=$(cd "$(dirname "$0")" && pwd)
 APT_PACKAGES="docker.io openssh-server debootstrap ca-certificates"
 # chromium: the drift HTML report is checked in headless Chromium (tests/e2e/test_drift_report.py)
 APT_PACKAGES="$APT_PACKAGES chromium"
+# zsh: `remediate completion zsh` is loaded in a real zsh (tests/e2e/test_schema_completion.py)
+APT_PACKAGES="$APT_PACKAGES zsh"
 # sudo: a non-root deploy user reaches root through `become`; iproute2 (ip), util-linux (unshare, nsenter)
 # and procps (pkill): the SSH tests' users, and a jump host's target in a network namespace of its own
 APT_PACKAGES="$APT_PACKAGES sudo iproute2 util-linux procps"

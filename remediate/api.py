@@ -106,7 +106,8 @@ def load_rollback(run_id: str, options: RunOptions, state: StateDir, force: bool
 
 
 def make_transport(host: Host, options: RunOptions) -> Transport:
-    """The transport for one host: local, or one SSH connection (see connector, for many)."""
+    """The transport for one host: local, or one SSH connection (see connector, for many); logged command by
+    command with -vvv."""
     return connector((host,), options)(host)
 
 
@@ -115,17 +116,18 @@ def connector(hosts: Sequence[Host], options: RunOptions) -> Callable[[Host], Tr
     every SSH host's route resolved now: a bad ssh_config or ProxyJump is invalid input, before any host is
     contacted. A host's transport runs as its `become` user (the inventory's, else -b/--become-user)."""
     from .transport import local
+    from .transport.logged import logged
 
     settings, routes = _ssh(hosts, options)
 
     def make(host: Host) -> Transport:
         become = host_become(host, options)
         if host.is_local:
-            return local.LocalTransport(host.name, become, options.become_password, options.command_timeout)
+            return logged(local.LocalTransport(host.name, become, options.become_password, options.command_timeout))
         from .transport.ssh import SSHTransport
 
         assert settings is not None
-        return SSHTransport(host, settings, routes.get(host.name), become)
+        return logged(SSHTransport(host, settings, routes.get(host.name), become))
 
     return make
 
@@ -297,14 +299,15 @@ def drift(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health
     if not notify_url:
         return DriftRun(outcome)
     final = outcome.after or before
-    change = notify.transition(history.announced(env, notify_url, state.history), final)
+    change = notify.transition(history.announced(env, notify.key(notify_url), state.history), final)
     if change is None:
         return DriftRun(outcome)
     error = notify.post(notify_url, notify.payload(final, change))
     if error:
         return DriftRun(outcome, f"not sent: {error}", error)
-    history.set_announced(env, notify_url, change.current, state.history)
-    return DriftRun(outcome, f"sent to {notify_url} ({'drift appeared' if change.appeared else 'drift cleared'})")
+    history.set_announced(env, notify.key(notify_url), change.current, state.history)
+    return DriftRun(outcome, f"sent to {notify.masked(notify_url)} "
+                             f"({'drift appeared' if change.appeared else 'drift cleared'})")
 
 
 # ---- backups ------------------------------------------------------------------------------------------------------
@@ -339,7 +342,7 @@ def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_th
         # one run per host: the same locks as apply's (engine/lock.py)
         locks: list[ControllerLock | HostSideLock] = [ControllerLock(state.locks, host.name)]
         if not host.is_local:
-            locks.append(HostSideLock(transport, host.name, f"{host.address}:{host.port}"))
+            locks.append(HostSideLock(transport, host.name, transport.identity().address))
         taken: list[ControllerLock | HostSideLock] = []
         try:
             for lock in locks:

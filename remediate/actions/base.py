@@ -47,6 +47,9 @@ class Action:
     runs_in_check = False
     is_change = True
     interruptible = True
+    # in check mode, an action that does not run there either would change (a planned edit, judged on facts) or is
+    # simply not run (a command: nothing says what it would do), as Ansible judges them
+    predicts_change = True
 
     def describe(self) -> str:
         """One line saying what it does."""

@@ -15,7 +15,10 @@ from .base import Action, ExecContext, Outcome
 
 @dataclass(frozen=True)
 class RunCommand(Action):
-    """Run argv on the host; read-only commands run in check mode too and never count as a change."""
+    """Run argv on the host; read-only commands run in check mode too and never count as a change.
+
+    Any other command is not run in check mode and, as in Ansible, is not counted as a change there either (its
+    step is `skipped`) unless `decided`: its step's `creates`/`removes` said it has to run."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
@@ -23,10 +26,15 @@ class RunCommand(Action):
     cwd: str | None = None
     read_only: bool = False
     timeout: float | None = None
+    decided: bool = False
 
     @property
     def runs_in_check(self) -> bool:  # type: ignore[override]
         return self.read_only
+
+    @property
+    def predicts_change(self) -> bool:  # type: ignore[override]
+        return self.decided
 
     @property
     def is_change(self) -> bool:  # type: ignore[override]

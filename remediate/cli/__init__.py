@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from ..core.errors import RemediateError
 from ..core.results import ExitCode
 from ..core.state import StateDir
-from . import audit, backups, diagnose, drift, inputs, report, run
-from .common import Failed, Parser, report_error
+from . import audit, backups, diagnose, drift, inputs, output, report, run
+from .common import Failed, Parser, Version, report_error
 
 # in the order `remediate --help` lists them
 COMMANDS = (run, audit, inputs, diagnose, backups, drift, report)
@@ -24,16 +24,20 @@ def parser() -> Parser:
         epilog="exit codes: 0 ok/in sync, 1 failed/unreachable/audit trail unwritable or tampered, "
         "2 --check found changes, 3 invalid input (usage errors too), 4 verification pending, 130 interrupted",
     )
+    top.add_argument("--version", action=Version)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for command in COMMANDS:
         command.add(sub)
+    sub.choices["completion"].set_defaults(parser=top)  # completion scripts are generated from the whole parser
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remediate` console script."""
+    output.protect_stdout()
     args = parser().parse_args(argv)
+    output.library_logging(getattr(args, "verbosity", 0))
     try:
         # the state directory is resolved here, once, and handed to each command
         return int(args.handle(args, StateDir.from_env()))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import api
 from ..core.errors import InputError
 from ..core.results import ExitCode
 from ..core.state import StateDir
@@ -33,6 +32,8 @@ def add(sub: Any) -> None:
 
 def backups_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """list: what each host keeps and why; prune: remove what no rollback needs (--check: say what would go)."""
+    from .. import api
+
     if not args.env and not args.inventory:
         raise InputError(f"backups {args.backups_command}: name an ENV (inventory/ENV.yml) or -i FILE")
     options = common.run_options(args)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import api
-from .. import diagnose as dg
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from . import common
@@ -16,7 +14,9 @@ def add(sub: Any) -> None:
     diag = sub.add_parser("diagnose", help="read-only diagnosis of Celery beat, tasks and workers on each host")
     common.targets(diag)
     common.output(diag)
+    common.listing(diag, tasks=False)
     common.connection(diag)
+    common.verbosity(diag)
     common.trail(diag)
     common.why(diag)
     diag.set_defaults(handle=diagnose_command)
@@ -24,10 +24,17 @@ def add(sub: Any) -> None:
 
 def diagnose_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Diagnose the selected hosts (audited); exit 0 healthy, 2 problems, 1 errors."""
+    from .. import api
+
     options = common.run_options(args)
     loaded = api.load_hosts(args.env, options, args.inventory)
+    if args.list_hosts:
+        print(loaded.redactor.text(common.listing_text(loaded, options, hosts=True, tasks=False)))
+        return ExitCode.OK
     with common.masked(loaded.redactor):
         report = api.diagnose(loaded, options, state, common.why_of(args))
+    from .. import diagnose as dg
+
     text = dg.render_json(report) if args.format == "json" else dg.render_text(report)
     print(loaded.redactor.text(text))
     return report.exit_code()

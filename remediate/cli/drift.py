@@ -5,26 +5,26 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import signal
 import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import api
-from ..core import report
 from ..core.errors import InputError
 from ..core.options import RunOptions
 from ..core.results import ExitCode
 from ..core.state import StateDir
-from ..drift import history, junit, notify, schedule
-from ..drift import text as drift_text
 from ..engine.control import Interrupt
 from ..inputs import resources
-from ..inputs.load import Loaded, inventory_path
-from . import common
+from . import common, output
+
+if TYPE_CHECKING:  # the drift modules are imported when a command runs: `remediate --help` stays light
+    from ..drift import history
+    from ..inputs.load import Loaded
 
 
 def add(sub: Any) -> None:
@@ -41,7 +41,9 @@ def add(sub: Any) -> None:
     common.output(drift, ("text", "json", "junit"))
     drift.add_argument("--fix", action="store_true", help="apply the playbooks to drifted hosts, then check again")
     drift.add_argument("--no-health", action="store_true", help="only the playbooks' check mode (hosts without Celery)")
-    drift.add_argument("--notify", metavar="URL", help="POST a JSON summary when drift appears or clears")
+    drift.add_argument("--notify", metavar="URL|@FILE",
+                       help="POST a JSON summary when drift appears or clears; @FILE: the URL from a file only you "
+                            "can read; default $REMEDIATE_NOTIFY_URL")
     drift.add_argument("--every", metavar="DURATION", help="run in the foreground every DURATION (e.g. 30m) until stopped")
     drift.add_argument("--install", choices=("cron", "systemd"), help="install a scheduled job (needs --schedule)")
     drift.add_argument("--uninstall", choices=("cron", "systemd"), help="remove the job --install wrote")
@@ -51,14 +53,19 @@ def add(sub: Any) -> None:
     drift.add_argument("--since", metavar="WHEN", help="history: runs started since WHEN (2026-11-24, 2026-11-24T22:00Z, "
                                                        "or an age: 90m, 24h, 7d)")
     common.variables(drift)
+    common.selection(drift)
+    common.listing(drift)
     common.verification(drift, "--fix: bound on verification waits")
     common.connection(drift)
+    common.verbosity(drift)
     common.exclusive(drift)
     drift.set_defaults(handle=drift_command)
 
 
 def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Dispatch check, history, install; errors other than invalid input are exit 1."""
+    from ..drift import notify, schedule
+
     if args.env == "history":
         return _history(args, state)
     if args.history_env:
@@ -71,9 +78,12 @@ def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     if args.schedule:
         raise InputError("--schedule goes with --install")
     options = common.run_options(args)
-    url = notify.check_url(args.notify) if args.notify else None
+    url = notify.read_url(args.notify)
     # invalid inventory or playbooks are exit 3 before any host is contacted, also for --every
     loaded = _load(args, options)
+    if args.list_hosts or args.list_tasks:
+        print(loaded.redactor.text(common.listing_text(loaded, options, args.list_hosts, args.list_tasks)))
+        return ExitCode.OK
     if not args.every:
         # SIGINT/SIGTERM during --fix stop the apply cleanly (exit 130), as they do for `apply`
         with common.masked(loaded.redactor), common.interruptible() as interrupt:
@@ -104,6 +114,8 @@ def drift_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 
 def _load(args: argparse.Namespace, options: RunOptions) -> Loaded:
+    from .. import api
+
     return api.load(args.env, tuple(args.playbook), options, args.inventory)
 
 
@@ -115,9 +127,13 @@ def _log(message: str) -> None:
 def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: StateDir, url: str | None,
           interrupt: Interrupt | None = None) -> ExitCode:
     """One drift run: check, optionally fix and check again, record, notify, print."""
-    events = report.TextEvents(sys.stdout, diff=True, redactor=loaded.redactor) if args.fix and args.format == "text" else None
-    run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
-                    interrupt=interrupt, notify_url=url)
+    from .. import api
+    from ..drift import junit
+    from ..drift import text as drift_text
+
+    with output.live_events(bool(args.fix) and args.format == "text", True, args.verbosity, loaded.redactor) as events:
+        run = api.drift(loaded, args.env, options, state, health=not args.no_health, fix=args.fix, events=events,
+                        interrupt=interrupt, notify_url=url)
     if run.notify_error:
         print(f"remediate: warning: notification not sent: {run.notify_error}", file=sys.stderr)
     outcome = run.outcome
@@ -131,6 +147,8 @@ def _once(args: argparse.Namespace, loaded: Loaded, options: RunOptions, state: 
 
 
 def _history(args: argparse.Namespace, state: StateDir) -> ExitCode:
+    from ..drift import history
+
     if not args.history_env:
         raise InputError("usage: remediate drift history ENV")
     if args.format == "junit":
@@ -153,7 +171,15 @@ def window(args: argparse.Namespace) -> tuple[datetime | None, str]:
     return since, said
 
 
+def _url_file(env: str, state: StateDir) -> Path:
+    """Where an installed job's webhook URL is kept (mode 600)."""
+    return state.path / f"drift-{re.sub(r'[^A-Za-z0-9_-]', '_', env)}.notify"
+
+
 def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
+    from ..drift import notify, schedule
+    from ..inputs.load import inventory_path
+
     if args.install and args.uninstall:
         raise InputError("--install and --uninstall exclude each other")
     if args.every:
@@ -162,6 +188,10 @@ def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
     if args.uninstall:
         for change in schedule.uninstall(schedule.Kind(args.uninstall), args.env, root):
             print(f"{change.action:9} {change.path}")
+        stored = _url_file(args.env, state)
+        if stored.exists():
+            stored.unlink()
+            print(f"{'removed':9} {stored}")
         return ExitCode.OK
     if not args.schedule:
         raise InputError("--install needs --schedule, e.g. --schedule '*/30 * * * *'")
@@ -170,8 +200,12 @@ def _install(args: argparse.Namespace, state: StateDir) -> ExitCode:
     argv = [sys.executable, "-m", "remediate", "drift", args.env, "-i", str(inventory)]
     for name in args.playbook:
         argv += ["-p", str(resources.find("playbooks", name).resolve())]
-    if args.notify:
-        argv += ["--notify", notify.check_url(args.notify)]
+    url = notify.read_url(args.notify) if args.notify else None
+    if url:
+        # the job files are world-readable: they name a 0600 file holding the URL, never the URL
+        stored = _url_file(args.env, state)
+        print(f"{notify.store_url(url, stored):9} {stored}")  # the webhook URL, mode 600
+        argv += ["--notify", f"@{stored.resolve()}"]
     for flag, value in (("--limit", args.limit), ("--format", args.format if args.format != "text" else None)):
         if value:
             argv += [flag, value]

@@ -1,11 +1,11 @@
-"""`remediate inventory` and `remediate validate`: the inputs, resolved or checked, without contacting a host."""
+"""`remediate inventory`, `validate`, `schema` and `completion`: the inputs, resolved or checked, their JSON Schemas,
+and shell completion, without contacting a host."""
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
 
-from .. import api
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from ..inputs import resources
@@ -15,22 +15,54 @@ from . import common
 def add(sub: Any) -> None:
     """The inventory and validate parsers."""
     inv = sub.add_parser("inventory", help="show an environment's resolved hosts and variables")
-    inv.add_argument("env", metavar="ENV")
+    common.env_completed(inv.add_argument("env", metavar="ENV"))
     inv.add_argument("-i", "--inventory", metavar="FILE")
+    inv.add_argument("-l", "--limit", metavar="PATTERN", help="only the hosts this Ansible host pattern selects")
     common.output(inv)
     common.ssh_flags(inv)
     inv.set_defaults(handle=inventory_command)
     val = sub.add_parser("validate", help="check playbooks without contacting any host")
     val.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
     val.set_defaults(handle=validate_command)
+    sch = sub.add_parser("schema", help="print the JSON Schema of playbooks or inventories (for editors, linters)")
+    sch.add_argument("kind", choices=("playbook", "inventory"))
+    sch.set_defaults(handle=schema_command)
+    comp = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    comp.add_argument("shell", choices=("bash", "zsh"))
+    comp.set_defaults(handle=completion_command)
+
+
+def schema_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
+    """The schema generated from the step kinds (the wheel ships the same text)."""
+    from ..steps import schemas
+
+    print(schemas.render(args.kind), end="")
+    return ExitCode.OK
+
+
+def completion_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
+    """A static script generated from the parser (shtab): pressing TAB runs no Python."""
+    import shtab
+
+    # the whole parser, set by cli.parser()
+    script = shtab.complete(args.parser, shell=args.shell, preamble=common.COMPLETION_PREAMBLE[args.shell])
+    if args.shell == "zsh":
+        # shtab registers the function only when eval'ed; `source <(remediate completion zsh)` and a sourced file
+        # register it too (autoloaded from $fpath it still completes directly)
+        script = script.replace("if [[ $zsh_eval_context[-1] == eval ]]; then",
+                                "if [[ $zsh_eval_context[-1] == (eval|file) ]]; then")
+    print(script)
+    return ExitCode.OK
 
 
 def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Every host with its address and variables, and the groups; secrets masked."""
+    from .. import api
+
     options = common.run_options(args)
     loaded = api.load_hosts(args.env, options, args.inventory)
     inv, redactor = loaded.inventory, loaded.redactor
-    routes = api.ssh_routes(inv.hosts, options)
+    routes = api.ssh_routes(loaded.hosts, options)
     doc: dict[str, Any] = {
         "path": inv.path,
         "hosts": {
@@ -41,7 +73,7 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
                 # where the connection goes, as ssh_config, -u and --private-key make it
                 "ssh": routes.get(h.name), "vars": dict(h.vars),
             }
-            for h in inv.hosts
+            for h in loaded.hosts
         },
         "groups": {g: list(m) for g, m in inv.groups.items()},
     }
@@ -62,6 +94,8 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 def validate_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Each playbook loaded and checked against the step kinds."""
+    from .. import api
+
     for name in args.playbooks:
         path = resources.find("playbooks", name)
         plays = api.load_playbook(path)

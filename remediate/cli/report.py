@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import api
 from ..core.results import ExitCode
 from ..core.state import StateDir
-from ..drift import history, html
-from ..drift.model import PLAYBOOK_PREFIX, playbook_check_name
 from ..inputs import resources
 from .drift import window
+
+if TYPE_CHECKING:
+    from ..drift import history
 
 
 def add(sub: Any) -> None:
@@ -35,6 +35,8 @@ def add(sub: Any) -> None:
 
 def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Write the page of one check set's runs (replaced whole or not at all)."""
+    from ..drift import history, html
+
     since, said = window(args)
     sets = history.check_sets(args.env, state.history, since=since)
     selection: tuple[str, ...] = ()
@@ -46,6 +48,8 @@ def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
         chosen = sets[0].check_set if sets else None
     stored = history.runs(args.env, args.last, state.history, since=since, check_set=chosen) if chosen else ()
     target = Path(args.html)
+    from ..drift import html  # here: the page's module (and Jinja2) weighs on every other command's start
+
     page = html.render(args.env, stored, others=sets, window=said, selection=selection)
     # the page replaces the old one whole or not at all (a browser or a web server may be reading it)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -61,6 +65,10 @@ def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 
 def _check_set(playbooks: list[str], health: bool) -> history.CheckSet:
     """The check set `remediate drift -p ... [--no-health]` records: the playbook checks its files yield."""
+    from .. import api
+    from ..drift import history
+    from ..drift.model import PLAYBOOK_PREFIX, playbook_check_name
+
     paths = [resources.find("playbooks", p) for p in (playbooks or ["site"])]
     names = {playbook_check_name(s.where.path) for path in paths for play in api.load_playbook(path) for s in play.steps}
     return history.CheckSet(tuple(sorted(n[len(PLAYBOOK_PREFIX):] for n in names)), health)

@@ -25,10 +25,11 @@ class RunOptions:
 
     check: bool = False
     diff: bool = False
-    forks: int = 10
+    forks: int = 50  # hosts in parallel: each is a thread waiting on its host, so a fleet of 50 runs at once
     limit: str | None = None
     tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()
+    start_at_task: str | None = None  # steps before the first one of that name (or fnmatch pattern) are left out
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     verify_timeout: float = 900.0
     connect_timeout: float = 10.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .errors import Location
@@ -110,6 +111,7 @@ class HostResult:
     steps: tuple[StepResult, ...] = ()
     message: str = ""
     notices: tuple[str, ...] = ()
+    verified_s: float | None = None  # from the host's start to the end of its last verification (all passed)
 
     def count(self, status: Status) -> int:
         """How many steps ended with that status."""
@@ -126,12 +128,15 @@ class RunReport:
     interrupted: bool = False
     # every rendering of the report (text, JSON, HTML, JUnit) masks secrets through it
     redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
+    started: datetime | None = None  # UTC, when the hosts were started
+    ended: datetime | None = None  # UTC, when the last host was done
     # the audit trail could not be written at the run's end (or earlier): the recap is the run's only full account
     audit_error: str = ""
 
     def summary(self) -> dict[str, int]:
-        """Counts of hosts by outcome."""
-        counts = {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "pending": 0}
+        """Counts of hosts by outcome (in check mode `would_change`, as nothing changed)."""
+        changed = "would_change" if self.mode is Mode.CHECK else "changed"
+        counts = {"ok": 0, changed: 0, "failed": 0, "unreachable": 0, "pending": 0}
         for host in self.hosts:
             if host.status == Status.UNREACHABLE:
                 counts["unreachable"] += 1
@@ -140,7 +145,7 @@ class RunReport:
             elif host.status == Status.PENDING:
                 counts["pending"] += 1
             elif host.status in (Status.CHANGED, Status.WOULD_CHANGE):
-                counts["changed"] += 1
+                counts[changed] += 1
             else:
                 counts["ok"] += 1
         return counts

@@ -6,6 +6,7 @@ a report never compares a run of one playbook with a run of another cell by cell
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,8 +49,9 @@ CREATE TABLE IF NOT EXISTS announced (
 
 
 # schema versions (PRAGMA user_version): 1 added what each run checked (playbook_set, health), the playbook
-# files it ran and its duration; rows recorded before have their set filled in from their checks
-SCHEMA_VERSION = 1
+# files it ran and its duration; rows recorded before have their set filled in from their checks; 2 keys
+# `announced` by the webhook URL's sha256 instead of the URL (a credential)
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, order=True)
@@ -100,6 +102,7 @@ class StoredRun:
 def connect(path: Path) -> Iterator[sqlite3.Connection]:
     """The history database (StateDir.history), created on first use; one transaction per `with`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _private(path)
     # a cron job and a person may write at the same moment: wait for the lock rather than fail
     conn = sqlite3.connect(path, timeout=30)
     try:
@@ -112,8 +115,22 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def _private(path: Path) -> None:
+    """The database and its journal files readable by their owner only (what was announced where is kept there;
+    older versions kept webhook URLs): created 0600, an existing looser file tightened."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                 path.with_name(path.name + "-journal")):
+        try:
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            continue
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Version 0 -> 1 in one transaction; a second process waiting on the lock finds it done and does nothing."""
+    """Version 0 -> 1 -> 2 in one transaction; a second process waiting on the lock finds it done and does nothing."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
@@ -133,7 +150,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 for run, found in names.items()
             ])
             conn.execute("CREATE INDEX IF NOT EXISTS runs_set ON runs (env, playbook_set, health, id)")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if conn.execute("PRAGMA user_version").fetchone()[0] < 2:
+            # announcements were keyed by the webhook URL itself (a credential): keyed by its hash from now on
+            import hashlib
+
+            for env, url in conn.execute("SELECT env, url FROM announced WHERE url NOT LIKE 'sha256:%'").fetchall():
+                hashed = "sha256:" + hashlib.sha256(str(url).encode()).hexdigest()
+                conn.execute("UPDATE OR REPLACE announced SET url = ? WHERE env = ? AND url = ?", (hashed, env, url))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

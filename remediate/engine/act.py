@@ -1,7 +1,8 @@
 """The one place a change is made: an action's intent (and the reloads it owes) recorded before, its result after.
 
 Check mode makes no change: an action that is not read-only is described as "would ..." and its prediction of
-what it would leave is remembered for the steps planned after it.
+what it would leave is remembered for the steps planned after it. A command that is not read-only is not judged
+there (Ansible's rule): its step is `skipped`, "not run in check mode", unless `creates`/`removes` decided it.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class Actor:
         for action in actions:
             if ctx.options.check and not action.runs_in_check:
                 described.append(("would " if action.is_change else "would check: ") + action.describe())
-                would_change |= action.is_change
+                would_change |= action.is_change and action.predicts_change
                 self.facts.predict(action)
                 continue
             described.append(action.describe())

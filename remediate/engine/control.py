@@ -14,6 +14,9 @@ from ..transport.base import Transport
 class Events(Protocol):
     """Where live progress goes (the CLI prints it; tests collect it)."""
 
+    def step_started(self, host: str, step: str, where: str) -> None:
+        """A step (or handler) starts on a host."""
+
     def step_done(self, host: str, result: StepResult) -> None:
         """A step finished on a host."""
 
@@ -23,6 +26,9 @@ class Events(Protocol):
 
 class NoEvents:
     """Events that go nowhere."""
+
+    def step_started(self, host: str, step: str, where: str) -> None:
+        """Ignore."""
 
     def step_done(self, host: str, result: StepResult) -> None:
         """Ignore."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.audit import AuditError, RunAudit
@@ -69,6 +70,7 @@ def run_hosts(
                 lock.release()
         return replace(result, notices=notices + result.notices) if notices else result
 
+    started = datetime.now(timezone.utc)
     forks = max(1, min(options.forks, len(hosts) or 1))
     results: list[HostResult] = []
     with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
@@ -80,7 +82,8 @@ def run_hosts(
             except KeyboardInterrupt:
                 # without the CLI's signal handlers Ctrl-C lands here: stop the hosts the same way, then wait
                 interrupt.trigger()
-    report = RunReport(audit.run_id, mode, tuple(results), interrupt.is_set(), redactor)
+    report = RunReport(audit.run_id, mode, tuple(results), interrupt.is_set(), redactor, started,
+                       datetime.now(timezone.utc))
     try:
         audit.record("run_end", exit_code=int(report.exit_code()), summary=report.summary(),
                      interrupted=report.interrupted, hosts={h.host: h.status.value for h in report.hosts})

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import schema
+from . import patterns, schema
 from ..core.errors import InputError, Location
 from .yamlio import YMap, load_file
 
@@ -58,21 +58,18 @@ class Inventory:
         raise KeyError(name)
 
     def select(self, pattern: str, what: str, at: Location) -> tuple[Host, ...]:
-        """Hosts matching 'all', a group or host names, comma- or colon-separated."""
-        names: list[str] = []
-        known = {h.name for h in self.hosts}
-        for part in filter(None, (p.strip() for p in pattern.replace(":", ",").split(","))):
-            if part == "all":
-                names.extend(h.name for h in self.hosts)
-            elif part in self.groups:
-                names.extend(self.groups[part])
-            elif part in known:
-                names.append(part)
-            else:
-                hint = schema.suggest(part, [*known, *self.groups, "all"])
-                raise InputError(f"{what}: no host or group {part!r} in {self.path}{hint}", at)
+        """Hosts an Ansible host pattern selects: `all`, groups, hosts, `*`/`?` wildcards, `~regex`, comma (or
+        colon) lists, `!x` exclusions, `&x` intersections. A plain name that is neither host nor group is an error."""
+        names = [h.name for h in self.hosts]
+        try:
+            chosen, unknown = patterns.match_hosts(pattern, names, self.groups)
+        except ValueError as exc:
+            raise InputError(f"{what}: {exc}", at) from None
+        if unknown:
+            hint = schema.suggest(unknown[0], [*names, *self.groups, "all"])
+            raise InputError(f"{what}: no host or group {unknown[0]!r} in {self.path}{hint}", at)
         by_name = {h.name: h for h in self.hosts}
-        return tuple(by_name[n] for n in dict.fromkeys(names))
+        return tuple(by_name[n] for n in chosen)
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -83,6 +80,12 @@ def load_inventory(path: Path) -> Inventory:
     hosts_data = data["hosts"]
     if not isinstance(hosts_data, YMap) or not hosts_data:
         raise InputError("'hosts' must be a non-empty mapping of host names", data.loc("hosts"), "hosts")
+    groups, group_vars = _groups(data, set(hosts_data))
+    beside = path.parent
+    all_vars = {**shared, **schema.vars_dir(beside / "group_vars" / "all", "group_vars")}
+    # group variables by group name, as Ansible orders groups of one depth; group_vars/GROUP over the inventory's
+    by_group = {g: {**group_vars.get(g, {}), **schema.vars_dir(beside / "group_vars" / g, "group_vars")}
+                for g in sorted(groups)}
     hosts = []
     for name, spec in hosts_data.items():
         at = hosts_data.loc(name)
@@ -95,7 +98,8 @@ def load_inventory(path: Path) -> Inventory:
         port = schema.get_int(spec, "port", 22, minimum=1) if spec.get("port") is not None else None
         if port is not None and port > 65535:
             raise InputError(f"port {port} is out of range", spec.loc("port"), "port")
-        host_vars = {**shared, **schema.get_vars(spec, "vars")}
+        host_vars = {**all_vars, **{k: v for g, gv in by_group.items() if name in groups[g] for k, v in gv.items()},
+                     **schema.get_vars(spec, "vars"), **schema.vars_dir(beside / "host_vars" / name, "host_vars")}
         hosts.append(
             Host(
                 name=name,
@@ -112,23 +116,33 @@ def load_inventory(path: Path) -> Inventory:
                 become_user=schema.get_user(spec, "become_user", f"host {name!r}"),
             )
         )
+    secret_vars = schema.get_str_list(data, "secret_vars")
+    return Inventory(str(path), tuple(hosts), MappingProxyType(groups), secret_vars)
+
+
+def _groups(data: YMap, names: set[str]) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, Any]]]:
+    """`groups:` each a list of host names, or `{hosts: [...], vars: {...}}`: (members, variables) by group."""
     groups: dict[str, tuple[str, ...]] = {}
+    variables: dict[str, dict[str, Any]] = {}
     groups_data = data.get("groups") or {}
     if not isinstance(groups_data, dict):
         raise InputError("'groups' must map group names to lists of hosts", data.loc("groups"), "groups")
-    names = {h.name for h in hosts}
     for group, members in groups_data.items():
         at = groups_data.loc(group) if isinstance(groups_data, YMap) else data.loc("groups")
         if group == "all" or group in names:
             raise InputError(f"group name {group!r} clashes with 'all' or a host name", at, "groups")
+        if isinstance(members, YMap):
+            schema.check_keys(members, ("hosts", "vars"), f"group {group!r}")
+            variables[group] = schema.get_vars(members, "vars")
+            members = members.get("hosts") or []
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise InputError(f"group {group!r} must be a list of host names", at, "groups")
+            raise InputError(f"group {group!r} must be a list of host names (or a mapping of hosts and vars)", at,
+                             "groups")
         for member in members:
             if member not in names:
                 raise InputError(f"group {group!r} names unknown host {member!r}{schema.suggest(member, names)}", at)
         groups[group] = tuple(members)
-    secret_vars = schema.get_str_list(data, "secret_vars")
-    return Inventory(str(path), tuple(hosts), MappingProxyType(groups), secret_vars)
+    return groups, variables
 
 
 def _expand(value: str | None) -> str | None:

@@ -3,15 +3,16 @@ selects, its playbooks against the step kinds, every variable a step uses, and t
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError, Location
 from ..core.options import KEY_PASSPHRASE_ENV, RunOptions
 from ..core.redact import MIN_SECRET_LENGTH, Redactor, ShortSecret, redactor_for
-from . import resources, templating
+from . import patterns, resources, schema, templating
 from .inventory import Host, Inventory, load_inventory
 from .playbook import Kinds, Play, StepSpec, load_playbook
 
@@ -36,6 +37,7 @@ def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOption
     scopes: list[tuple[Location, Mapping[str, Any]]] = [(h.where, h.vars) for h in inventory.hosts]
     scopes += [(p.where, m) for p in plays for m in (p.vars, p.defaults)]
     scopes.append((Location("-e"), options.extra_vars))
+    scopes += _rendered_secrets(inventory, plays, listed, options)
     # never sent anywhere it could be printed, and masked should it ever be (too short to mask: left alone)
     given = {"become_password": options.become_password,
              "ssh_key_passphrase": os.environ.get(KEY_PASSPHRASE_ENV)}
@@ -54,15 +56,57 @@ def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOption
     return redactor
 
 
+_ANNOUNCED: set[Path] = set()
+
+
+def _rendered_secrets(inventory: Inventory, plays: tuple[Play, ...], listed: tuple[str, ...],
+                      options: RunOptions) -> list[tuple[Location, Mapping[str, Any]]]:
+    """Secret variables given as templates (`api_token: "{{ base }}-{{ inventory_hostname }}"`), rendered per host
+    and play as the run will render them: their values are masked too, not only the template text. One that needs
+    a registered result cannot be rendered before the run and is left as it is."""
+    from ..core.redact import is_secret_name
+
+    out: list[tuple[Location, Mapping[str, Any]]] = []
+    for play in plays or (None,):
+        for host in inventory.hosts:
+            raw = {**(play.defaults if play else {}), **host.vars, **(play.vars if play else {})}
+            names = [n for n, v in raw.items() if is_secret_name(n, listed) and templating.undeclared(v)]
+            if not names:
+                continue
+            plain = {**options.extra_vars, "inventory_hostname": host.name, "run_id": "run"}
+            lazy = templating.Lazy(raw, plain, {}, play.where if play else host.where)
+            rendered: dict[str, Any] = {}
+            for name in names:
+                try:
+                    rendered[name] = lazy[name]
+                except InputError:
+                    continue
+            out.append((play.where if play else host.where, rendered))
+    return out
+
+
 def inventory_path(env: str | None, inventory: str | None = None) -> Path:
-    """`-i` as given, else inventory/ENV.yml."""
-    return resources.find("inventory", inventory or env or "")
+    """`-i` as given (a file, or an ENV name), else inventory/ENV.yml; an ENV that is no file here but one of the
+    shipped examples is used with a line on stderr saying so (once per process), never silently."""
+    if inventory and ("/" in inventory or Path(inventory).suffix in (".yml", ".yaml", ".json")):
+        given = Path(inventory).expanduser()
+        if not given.is_file():  # a path is that file: never a shipped example of the same name
+            raise InputError(f"-i {inventory}: no such inventory file" if not given.exists()
+                             else f"-i {inventory}: not a file")
+        return given
+    path = resources.find("inventory", inventory or env or "")
+    if resources.shipped(path) and path not in _ANNOUNCED:
+        _ANNOUNCED.add(path)
+        print(f"remediate: using the example inventory shipped with remediate: {path}", file=sys.stderr)
+    return path
 
 
 def load_hosts(env: str | None, options: RunOptions, inventory: str | None = None) -> Loaded:
     """An inventory and the hosts --limit selects (all when none), for commands without playbooks."""
     inv = load_inventory(inventory_path(env, inventory))
     hosts = inv.select(options.limit or "all", "--limit", Location(inv.path))
+    if options.limit and not hosts:
+        raise InputError(f"--limit {options.limit!r} selects no host in {inv.path}")
     return Loaded(inv, (), (), hosts, (), secrets_of(inv, (), options))
 
 
@@ -72,9 +116,14 @@ def load(env: str, playbooks: tuple[str, ...], options: RunOptions, kinds: Kinds
     inv = load_inventory(inventory_path(env, inventory))
     paths = tuple(resources.find("playbooks", p) for p in (playbooks or ("site",)))
     plays = tuple(play for path in paths for play in load_playbook(path, kinds))
+    check_tags(plays, options)
+    if options.start_at_task:
+        plays = start_at(plays, options.start_at_task)
     tpath = resources.template_path(paths)
     selected: dict[str, Host] = {}
     limit = set(h.name for h in inv.select(options.limit, "--limit", Location(inv.path))) if options.limit else None
+    if limit is not None and not limit:
+        raise InputError(f"--limit {options.limit!r} selects no host in {inv.path}")
     for play in plays:
         for host in inv.select(play.hosts, f"play {play.name!r}: hosts", play.where):
             if limit is None or host.name in limit:
@@ -90,6 +139,32 @@ def load(env: str, playbooks: tuple[str, ...], options: RunOptions, kinds: Kinds
     return Loaded(inv, plays, paths, tuple(selected.values()), tpath, secrets_of(inv, plays, options))
 
 
+def check_tags(plays: tuple[Play, ...], options: RunOptions) -> None:
+    """--tags / --skip-tags must name tags some play or step has (or Ansible's special ones): a typo selects
+    nothing, silently, otherwise."""
+    known = {t for p in plays for t in (*p.tags, *(t for s in (*p.steps, *p.handlers) for t in s.tags))}
+    for flag, asked in (("--tags", options.tags), ("--skip-tags", options.skip_tags)):
+        unknown = patterns.unknown_tags(asked, known)
+        if unknown:
+            listed = ", ".join(sorted(known)) or "none"
+            raise InputError(f"{flag}: no play or step has the tag {unknown[0]!r}"
+                             f"{schema.suggest(unknown[0], known)} (the playbooks' tags: {listed})")
+
+
+def start_at(plays: tuple[Play, ...], name: str) -> tuple[Play, ...]:
+    """--start-at-task: the plays without the steps before the first step of that name (else fnmatch pattern)."""
+    import fnmatch
+
+    for matches in (lambda s: s.name == name, lambda s: fnmatch.fnmatchcase(s.name, name)):
+        for i, play in enumerate(plays):
+            for j, step in enumerate(play.steps):
+                if matches(step):
+                    return (*(replace(p, steps=()) for p in plays[:i]), replace(play, steps=play.steps[j:]),
+                            *plays[i + 1:])
+    steps = [s.name for p in plays for s in p.steps]
+    raise InputError(f"--start-at-task: no step named {name!r}{schema.suggest(name, steps)}")
+
+
 def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[str, ...],
                     registered_earlier: frozenset[str] = frozenset()) -> None:
     """Every variable a step uses must be defined for the host (or registered earlier): exit 3, no contact."""
@@ -97,11 +172,24 @@ def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[st
     known |= registered_earlier
     known |= set(templating.environment().globals)
     registered = {s.register for s in (*play.steps, *play.handlers) if s.register}
+    used: set[str] = set()
     for spec in (*play.steps, *play.handlers):
-        _check_step(spec, known | registered, host, tpath)
+        used |= _check_step(spec, known | registered, host, tpath)
+    # the variables steps use are templates too: what they use must be defined, and none may use itself
+    plain = set(options.extra_vars) | MAGIC_VARS | registered_earlier | registered | set(templating.environment().globals)
+    raw = {k: v for k, v in {**play.defaults, **host.vars, **play.vars}.items() if k not in plain}
+    found = templating.references(raw, used, plain)
+    if isinstance(found, tuple):
+        name, missing = found
+        at = play.where if name in play.vars or name in play.defaults else host.where
+        raise InputError(f"variable {name!r}: undefined variable {missing!r} for host {host.name!r}"
+                         f"{schema.suggest(missing, [*raw, *plain])}", at, name)
+    if isinstance(found, list):
+        at = play.where if found[0] in play.vars or found[0] in play.defaults else host.where
+        raise InputError(f"variable cycle: {' -> '.join(found)} (for host {host.name!r})", at, found[0])
 
 
-def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, ...]) -> None:
+def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, ...]) -> set[str]:
     used = templating.undeclared(dict(spec.args)) - ({"item"} if spec.loop is not None else set())
     used |= templating.undeclared(spec.loop) if spec.loop is not None else set()
     for expr in (spec.when, spec.until, spec.changed_when, spec.failed_when):
@@ -114,6 +202,7 @@ def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, .
         )
     if spec.kind == "template" and isinstance(spec.args.get("src"), str) and not templating.is_template(spec.args["src"]):
         _check_template(spec, spec.args["src"], known, tpath)
+    return used
 
 
 def _check_template(spec: StepSpec, name: str, known: set[str], tpath: tuple[str, ...]) -> None:

@@ -1,6 +1,7 @@
 """Playbooks: YAML -> frozen plays and step specs, validated before any host is contacted."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,8 @@ STEP_KEYS = (
     "name", "when", "register", "notify", "listen", "tags", "until", "retries", "delay",
     "changed_when", "failed_when", "ignore_errors", "loop", "verify", "become", "become_user",
 )
-PLAY_KEYS = ("name", "hosts", "vars", "defaults", "steps", "handlers", "tags", "on_verify_failure", "secret_vars",
-             "become", "become_user")
+PLAY_KEYS = ("name", "hosts", "vars", "vars_files", "defaults", "steps", "handlers", "tags", "on_verify_failure",
+             "secret_vars", "become", "become_user")
 VERIFY_FAILURE_ACTIONS = ("fail", "rollback")
 
 
@@ -141,7 +142,7 @@ def _load_play(data: YMap, path: str, kinds: Kinds) -> Play:
         where=data.loc(),
         steps=steps,
         handlers=handlers,
-        vars=MappingProxyType(schema.get_vars(data, "vars")),
+        vars=MappingProxyType({**schema.get_vars(data, "vars"), **_vars_files(data, path)}),
         defaults=MappingProxyType(schema.get_vars(data, "defaults")),
         tags=schema.get_str_list(data, "tags"),
         path=path,
@@ -150,6 +151,18 @@ def _load_play(data: YMap, path: str, kinds: Kinds) -> Play:
         become=schema.get_flag(data, "become"),
         become_user=_become_user(data),
     )
+
+
+def _vars_files(data: YMap, path: str) -> dict[str, Any]:
+    """`vars_files:` paths relative to the playbook's directory, read in order (later ones win); as in Ansible they
+    override the play's `vars`."""
+    out: dict[str, Any] = {}
+    for name in schema.get_str_list(data, "vars_files"):
+        target = Path(path).parent / os.path.expanduser(name)
+        if not target.exists():
+            raise InputError(f"{name}: no such file ({target})", data.loc("vars_files"), "vars_files")
+        out.update(schema.vars_file(target, "vars_files"))
+    return out
 
 
 def _load_step(data: Any, at: Location, kinds: Kinds) -> StepSpec:

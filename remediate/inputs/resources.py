@@ -20,11 +20,14 @@ def roots() -> tuple[Path, ...]:
 
 
 def find(kind: str, name: str, suffixes: tuple[str, ...] = (".yml", ".yaml")) -> Path:
-    """A file given as a path, or by name under <root>/<kind>/ of each root."""
+    """A file given as a path, or by name under <root>/<kind>/ of each root; a name may carry its folder
+    (`playbooks/site.yml` is `site.yml` under each root's playbooks/), so README's examples work anywhere."""
     given = Path(name).expanduser()
     if given.is_file():
         return given
     tried = [str(given)]
+    if not given.is_absolute() and len(given.parts) > 1 and given.parts[0] == kind:
+        name = str(Path(*given.parts[1:]))
     names = [name] if Path(name).suffix in suffixes else [name + s for s in suffixes] + [name]
     for root in roots():
         for candidate in names:
@@ -44,3 +47,19 @@ def template_path(playbooks: tuple[Path, ...] = ()) -> tuple[str, ...]:
         if path.is_dir() and str(path) not in dirs:
             dirs.append(str(path))
     return tuple(dirs)
+
+
+def shipped(path: Path) -> bool:
+    """Whether a file found is one of the examples shipped with remediate (not the working directory's)."""
+    try:
+        path.resolve().relative_to(Path.cwd().resolve())
+        return False
+    except ValueError:
+        pass
+    for root in roots()[1:]:
+        try:
+            path.resolve().relative_to(root.resolve())
+            return True
+        except ValueError:
+            continue
+    return False

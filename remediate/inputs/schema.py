@@ -106,3 +106,42 @@ def get_vars(data: YMap, key: str) -> dict[str, Any]:
             loc = value.loc(name) if isinstance(value, YMap) else data.loc(key)
             raise InputError(f"variable name {name!r} is not an identifier", loc, key)
     return dict(value)
+
+
+def vars_file(path: Any, what: str) -> dict[str, Any]:
+    """A file of variables (YAML or JSON): a mapping of identifier names; an empty file is none. Errors name the
+    file and line."""
+    from pathlib import Path
+
+    from .yamlio import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what}: {path}: no such file" if not path.exists() else f"{what}: {path} is not a file",
+                         Location(str(path)))
+    data = load_file(path)
+    if data is None:
+        return {}
+    data = require_map(data, f"{what} {path}", Location(str(path), 1))
+    for name in data:
+        if not str(name).isidentifier():
+            raise InputError(f"variable name {name!r} is not an identifier", data.loc(name), str(name))
+    return dict(data)
+
+
+def vars_dir(path: Any, what: str) -> dict[str, Any]:
+    """Ansible's group_vars/NAME and host_vars/NAME: NAME.yml, NAME.yaml, NAME.json or NAME (a file), or NAME/ a
+    directory of such files read in name order (later ones win); none of them: no variables."""
+    from pathlib import Path
+
+    base = Path(path)
+    out: dict[str, Any] = {}
+    for candidate in (base, base.with_name(base.name + ".yml"), base.with_name(base.name + ".yaml"),
+                      base.with_name(base.name + ".json")):
+        if candidate.is_dir():
+            for item in sorted(candidate.iterdir()):
+                if item.is_file() and (item.suffix in (".yml", ".yaml", ".json") or not item.suffix):
+                    out.update(vars_file(item, what))
+        elif candidate.is_file():
+            out.update(vars_file(candidate, what))
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ def render_string(text: str, variables: Mapping[str, Any], where: Location, what
     stripped = text.strip()
     try:
         if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
-            return _defined(_expression(stripped[2:-2].strip())(**variables))
+            return _defined(_call(_expression(stripped[2:-2].strip()), variables))
         return _render(_template(text), variables)
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
@@ -209,7 +209,7 @@ def evaluate(expression: str, variables: Mapping[str, Any], where: Location, wha
     if text.startswith("{{") and text.endswith("}}"):
         text = text[2:-2].strip()
     try:
-        return _defined(_expression(text)(**variables))
+        return _defined(_call(_expression(text), variables))
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
     except jinja2.TemplateSyntaxError as exc:
@@ -218,6 +218,132 @@ def evaluate(expression: str, variables: Mapping[str, Any], where: Location, wha
         raise TemplateError(f"{what}: {exc}", where) from None
     except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
         raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
+
+
+class _Scope(Mapping[str, Any]):
+    """A template's variables with the environment's globals behind them, each looked up only when a name is used
+    (what Jinja2's shared context allows; `render(**variables)` would read, and so render, every variable)."""
+
+    def __init__(self, variables: Mapping[str, Any], fallback: Mapping[str, Any]) -> None:
+        self.variables = variables
+        self.fallback = fallback
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.variables:
+            return self.variables[name]
+        return self.fallback[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.variables or name in self.fallback
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self.fallback), **dict.fromkeys(self.variables)})
+
+    def __len__(self) -> int:
+        return len(set(self.variables) | set(self.fallback))
+
+
+def _call(expression: Any, variables: Mapping[str, Any]) -> Any:
+    """A compiled expression's value; lazily looked-up variables when they are not a plain dict."""
+    if type(variables) is dict:
+        return expression(**variables)
+    template: jinja2.Template = expression._template
+    ctx = template.new_context(_Scope(variables, template.globals), shared=True)  # type: ignore[arg-type]
+    # no handle_exception(): its traceback rewriting copies the context's variables (all of them, rendered)
+    for _ in template.root_render_func(ctx):
+        pass
+    return ctx.vars["result"]
+
+
+class Lazy(Mapping[str, Any]):
+    """Variables as Ansible has them: a value given as a template is rendered when it is used, with these same
+    variables (so recursively), once; a cycle is an error naming it. `plain` values (registered results, -e, magic
+    variables) win over the templates and are used as they are."""
+
+    def __init__(self, raw: Mapping[str, Any], plain: Mapping[str, Any], where: Mapping[str, Location],
+                 default_where: Location = Location("<vars>")) -> None:
+        self._raw = raw
+        self._plain = plain
+        self._where = where
+        self._default = default_where
+        self._cache: dict[str, Any] = {}
+        self._resolving: list[str] = []
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._plain:
+            return self._plain[name]
+        if name in self._cache:
+            return self._cache[name]
+        raw = self._raw[name]  # KeyError: not a variable (Jinja2 then looks at its globals)
+        if name in self._resolving:
+            chain = [*self._resolving[self._resolving.index(name):], name]
+            raise TemplateError(f"variable cycle: {' -> '.join(chain)}", self._where.get(chain[0], self._default))
+        self._resolving.append(name)
+        try:
+            value = render_value(raw, self, self._where.get(name, self._default), f"variable {name!r}")
+        finally:
+            self._resolving.pop()
+        self._cache[name] = value
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plain or name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self._raw), **dict.fromkeys(self._plain)})
+
+    def __len__(self) -> int:
+        return len(set(self._raw) | set(self._plain))
+
+
+def resolve(raw: Mapping[str, Any], plain: Mapping[str, Any], where: Mapping[str, Location],
+            default_where: Location = Location("<vars>")) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every variable rendered (templates lazily, in the order they use each other): (values, deferred). A template
+    that cannot be rendered yet (it uses a result registered later) is deferred: left out of the values, so a step
+    using it too early fails naming it; `resolve(deferred, values)` again once more is registered."""
+    lazy = Lazy(raw, plain, where, default_where)
+    values = dict(plain)
+    deferred: dict[str, Any] = {}
+    for name in raw:
+        if name in plain:
+            continue
+        try:
+            values[name] = lazy[name]
+        except TemplateError:
+            deferred[name] = raw[name]
+    return values, deferred
+
+
+def references(raw: Mapping[str, Any], used: set[str], known: set[str]) -> tuple[str, str] | list[str] | None:
+    """Following the variables `used` through their templates in `raw`: the first (variable, undefined name) it
+    needs that neither `raw` nor `known` has, or the first cycle as a list of names (a -> b -> a); None when sound."""
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+    path: list[str] = []
+
+    def visit(name: str) -> tuple[str, str] | list[str] | None:
+        if name in known or name not in raw:
+            return None
+        if state.get(name) == 2:
+            return None
+        if state.get(name) == 1:
+            return [*path[path.index(name):], name]
+        state[name] = 1
+        path.append(name)
+        for inner in sorted(undeclared(raw[name])):
+            if inner not in raw and inner not in known:
+                return (name, inner)
+            found = visit(inner)
+            if found is not None:
+                return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in sorted(used):
+        found = visit(name)
+        if found is not None:
+            return found
+    return None
 
 
 def _defined(value: Any) -> Any:
@@ -305,7 +431,11 @@ def _render(template: jinja2.Template, variables: Mapping[str, Any]) -> str:
     """Render, refusing a result beyond MAX_RENDER as it grows (never built whole first)."""
     parts = []
     size = 0
-    for part in template.generate(**variables):
+    if type(variables) is dict:
+        generated: Iterable[str] = template.generate(**variables)
+    else:  # lazily looked-up variables (a Lazy mapping): a shared context, nothing read before it is used
+        generated = template.root_render_func(template.new_context(_Scope(variables, template.globals), shared=True))  # type: ignore[arg-type]
+    for part in generated:
         size += len(part)
         if size > MAX_RENDER:
             raise Refused(f"refused: the rendered text is more than the limit of {MAX_RENDER >> 20} MiB")

@@ -42,6 +42,7 @@ class Command(Step):
             return ()
         if self.removes and not facts[PathExists(self.removes)]:
             return ()
-        return (RunCommand(self.argv, dict(self.env), self.stdin, self.chdir, self.read_only, self.timeout),)
+        decided = bool(self.creates or self.removes)  # in check mode: it would run (else: not run in check mode)
+        return (RunCommand(self.argv, dict(self.env), self.stdin, self.chdir, self.read_only, self.timeout, decided),)
 
 

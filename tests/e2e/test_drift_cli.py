@@ -132,7 +132,8 @@ def test_notify_posts_only_when_drift_appears_or_clears(
 ) -> None:
     inventory = write_inventory(tmp_path / "inv.yml", sshd, hosts)
     first = drift(inventory, env, "--notify", receiver.url, "--limit", "web-1")
-    assert first.returncode == 2 and f"notify: sent to {receiver.url} (drift appeared)" in first.stdout
+    masked = receiver.url.rsplit("/", 1)[0] + "/********"  # the URL is a credential: its path is masked
+    assert first.returncode == 2 and f"notify: sent to {masked} (drift appeared)" in first.stdout
     assert len(receiver.bodies) == 1
     body = receiver.bodies[0]
     assert body["status"] == "drift" and body["appeared"] == ["web-1/playbook:drift"]

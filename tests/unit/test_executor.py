@@ -45,8 +45,10 @@ def test_check_mode_plans_on_planned_content_and_runs_nothing(tmp_path: Path) ->
     t = files.attach(FakeTransport()).on(("echo",), ok(b"x\n"))
     sleeps: list[float] = []
     result = runner(tmp_path, t, True, sleeps).run()
-    assert [s.status for s in result.steps] == [Status.WOULD_CHANGE, Status.WOULD_CHANGE, Status.WOULD_CHANGE,
-                                                 Status.OK, Status.WOULD_CHANGE]
+    # the commands are not run in check mode and, as in Ansible, not judged there: skipped, not would_change
+    assert [s.status for s in result.steps] == [Status.WOULD_CHANGE, Status.WOULD_CHANGE, Status.SKIPPED,
+                                                 Status.OK, Status.SKIPPED]
+    assert result.steps[2].message == "not run in check mode"
     assert "+B=2" in result.steps[1].diff, "the second edit planned on the first one's result"
     assert files.writes == [] and sleeps == []
     assert result.steps[-1].handler and result.steps[-1].actions == ("would run reload-app",)

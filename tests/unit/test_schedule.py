@@ -129,11 +129,13 @@ def test_cli_install_and_uninstall_cron(tmp_path: Path) -> None:
     first = remediate(*args, "--install", "cron", "--schedule", "*/30 * * * *", "--notify", "http://127.0.0.1:9/h", env=env)
     assert first.returncode == 0, first.stderr
     path = root / "etc/cron.d/remediate-drift-lab"
-    assert first.stdout.split() == ["written", str(path)]
+    url_file = tmp_path / "state" / "drift-lab.notify"  # the URL is a credential: kept 0600, out of the cron file
+    assert first.stdout.split() == ["written", str(url_file), "written", str(path)]
     line = path.read_text().splitlines()[-1]
-    assert "flock -n" in line and f"drift lab -i {inventory}" in line and "--notify http://127.0.0.1:9/h" in line
+    assert "flock -n" in line and f"drift lab -i {inventory}" in line and f"--notify @{url_file}" in line
+    assert "127.0.0.1:9" not in path.read_text() and url_file.stat().st_mode & 0o777 == 0o600
     second = remediate(*args, "--install", "cron", "--schedule", "*/30 * * * *", "--notify", "http://127.0.0.1:9/h", env=env)
-    assert second.returncode == 0 and second.stdout.split() == ["unchanged", str(path)]
+    assert second.returncode == 0 and second.stdout.split() == ["unchanged", str(url_file), "unchanged", str(path)]
 
     for bad, message in (("0 0 31 2 *", "never fires"), ("* * *", "expected 5 fields"), ("%", "'%' is not allowed")):
         out = remediate(*args, "--install", "cron", "--schedule", bad, env=env)
@@ -145,7 +147,7 @@ def test_cli_install_and_uninstall_cron(tmp_path: Path) -> None:
     assert systemd.returncode == 0 and "systemctl enable --now remediate-drift-lab.timer" in systemd.stdout
 
     removed = remediate(*args, "--uninstall", "cron", env=env)
-    assert removed.returncode == 0 and removed.stdout.split() == ["removed", str(path)]
+    assert removed.returncode == 0 and removed.stdout.split() == ["removed", str(path), "removed", str(url_file)]
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
         "etc/systemd/system/remediate-drift-lab.service", "etc/systemd/system/remediate-drift-lab.timer"]
 
