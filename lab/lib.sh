@@ -11,6 +11,10 @@
 #                      variant whose settings carry CELERY_BEAT_SYNC_EVERY = 1 (--fast-sync is short for it)
 #   --feb31 STATE      enabled (the write-up's table: every row enabled; the default) or disabled: a named
 #                      variant with "Send Test Email" (31 February) disabled, a state the write-up lacks
+#   --seeds S          broken (the write-ups' two faults; the default) or fixed: a named variant with both
+#                      write-ups' fixes already made (the healthy stack lab/break puts faults into); on the old
+#                      set it needs --feb31 disabled (celery 5.4's beat dies on that row once it runs the
+#                      DatabaseScheduler, so remediate's fix disables it)
 # Options not given come from the instance's .env (an existing instance keeps what it was created with).
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_HOME=/var/lib/remediate-lab
@@ -24,12 +28,12 @@ BASE_REPO=${LAB_BASE_REPO:-remediate-lab-base}
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "$*"; exit 1; }
-usage() { sed -n '2,14p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,18p' "$LAB/lib.sh" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 env_value() { [ -e "$DIR/.env" ] && sed -n "s/^$1=//p" "$DIR/.env"; }
 
 parse_options() {
-  DIR=$DEFAULT_DIR NAME="" VARIANT="" VERSION_SET="" LAYOUT="" PORT_BASE="" SYNC="" FEB31="" PURGE=0
+  DIR=$DEFAULT_DIR NAME="" VARIANT="" VERSION_SET="" LAYOUT="" PORT_BASE="" SYNC="" FEB31="" SEEDS="" PURGE=0
   while [ $# -gt 0 ]; do
     case $1 in
       --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
@@ -41,6 +45,7 @@ parse_options() {
       --sync) SYNC=${2:?--sync needs a value}; shift 2 ;;
       --fast-sync) SYNC=fast; shift ;;
       --feb31) FEB31=${2:?--feb31 needs a value}; shift 2 ;;
+      --seeds) SEEDS=${2:?--seeds needs a value}; shift 2 ;;
       --purge) PURGE=1; shift ;;
       -h|--help) usage ;;
       *) log "unknown option $1"; usage ;;
@@ -55,20 +60,27 @@ parse_options() {
   [ -n "$PORT_BASE" ] || PORT_BASE=$(env_value LAB_BACKEND_PORT || true)
   [ -n "$SYNC" ] || SYNC=$(env_value LAB_SYNC || true)
   [ -n "$FEB31" ] || FEB31=$(env_value LAB_FEB31 || true)
+  [ -n "$SEEDS" ] || SEEDS=$(env_value LAB_SEEDS || true)
   [ -n "$NAME" ] || NAME=$(basename "$DIR" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9_-')
   : "${VARIANT:=baked}" "${VERSION_SET:=$DEFAULT_VERSIONS}" "${LAYOUT:=edms}" "${PORT_BASE:=18000}"
-  : "${SYNC:=default}" "${FEB31:=enabled}"
+  : "${SYNC:=default}" "${FEB31:=enabled}" "${SEEDS:=broken}"
   case $VARIANT in baked|mounted) ;; *) die "--variant must be baked or mounted, not $VARIANT" ;; esac
   [ -e "$LAB/versions/$VERSION_SET.txt" ] \
     || die "--versions must be one of $(cd "$LAB/versions" && ls *.txt | sed 's/\.txt$//' | tr '\n' ' ')not $VERSION_SET"
   case $LAYOUT in edms|cookiecutter) ;; *) die "--layout must be edms or cookiecutter, not $LAYOUT" ;; esac
   case $SYNC in default|fast) ;; *) die "--sync must be default or fast, not $SYNC" ;; esac
   case $FEB31 in enabled|disabled) ;; *) die "--feb31 must be enabled or disabled, not $FEB31" ;; esac
+  case $SEEDS in broken|fixed) ;; *) die "--seeds must be broken or fixed, not $SEEDS" ;; esac
+  if [ "$SEEDS" = fixed ] && [ "$VERSION_SET" = old ] && [ "$FEB31" = enabled ]; then
+    die "--seeds fixed on the old set needs --feb31 disabled: celery 5.4.0's beat dies on the enabled 31-February row once it runs the DatabaseScheduler"
+  fi
   case $PORT_BASE in ''|*[!0-9]*) die "--port-base must be a number, not $PORT_BASE" ;; esac
   [[ $NAME =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "--name must be lower-case letters, digits, - and _, not $NAME"
   case $LAYOUT in
-    edms) SETTINGS_FILE=backend/edms/settings/base.py CELERY_APP=edms ;;
-    cookiecutter) SETTINGS_FILE=backend/config/settings/production.py CELERY_APP=config.celery_app ;;
+    edms) SETTINGS_FILE=backend/edms/settings/base.py CELERY_APP=edms COMPOSE_YAML=docker-compose.yml
+          BASE_SETTINGS_FILE=backend/edms/settings/base.py ;;
+    cookiecutter) SETTINGS_FILE=backend/config/settings/production.py CELERY_APP=config.celery_app
+                  COMPOSE_YAML=compose.yaml BASE_SETTINGS_FILE=backend/config/settings/base.py ;;
   esac
 }
 
@@ -99,6 +111,7 @@ LAB_VARIANT=$VARIANT
 LAB_VERSIONS=$VERSION_SET
 LAB_SYNC=$SYNC
 LAB_FEB31=$FEB31
+LAB_SEEDS=$SEEDS
 LAB_IMAGE=remediate-lab-$NAME
 LAB_BASE_IMAGE=$BASE_REPO:$VERSION_SET
 LAB_BACKEND_PORT=$PORT_BASE
@@ -120,29 +133,29 @@ copy_stack() {
   fi
   # The backend states the set its image runs (the base image's venv holds exactly these).
   cp "$LAB/versions/$VERSION_SET.txt" "$DIR/backend/requirements.txt"
-  [ "$SYNC" = fast ] || return 0
-  # The fast-sync variant: a deviation from the write-up's server, stated in the settings beat loads.
-  cat >> "$DIR/$SETTINGS_FILE" <<'PY'
+  if [ "$SYNC" = fast ]; then
+    # The fast-sync variant: a deviation from the write-up's server, stated in the settings beat loads.
+    cat >> "$DIR/$SETTINGS_FILE" <<'PY'
 
 # Lab variant "fast sync" (lab/up --fast-sync), not the write-up's server: beat saves last_run_at after every
 # task it sends instead of every 3 minutes (django-celery-beat's default), so a verification waits less.
 CELERY_BEAT_SYNC_EVERY = 1
 PY
+  fi
+  [ "$SEEDS" = broken ] || seed_fixes
 }
 
-seed_variant() {
-  # The seeded table is the write-up's (seed_lab); a named variant changes it here, after the first seeding.
-  [ "$FEB31" = disabled ] || return 0
-  compose exec -T backend python manage.py shell -c \
-    "from django_celery_beat.models import PeriodicTask as P, PeriodicTasks; P.objects.filter(name='Send Test Email').update(enabled=False); PeriodicTasks.update_changed()" \
-    >/dev/null || die "could not disable 'Send Test Email' in $DIR"
-  log "variant feb31=disabled: 'Send Test Email' (31 February) is disabled"
+# Both write-ups' fixes, made in the code as they made them (the --seeds fixed variant, and lab/break on an
+# instance that still has the write-ups' faults): CELERY_BEAT_SCHEDULER in the settings beat loads,
+# `import apps.audit.integrity_tasks` in AuditConfig.ready(). Idempotent.
+seed_fixes() {
+  python3 "$LAB/edit.py" seed-fixes "$DIR/$SETTINGS_FILE" "$DIR/backend/apps/audit/apps.py"
 }
 
 compose() { docker compose --project-directory "$DIR" "$@"; }
 
 bring_up() {
-  log "starting $NAME ($LAYOUT layout, $VARIANT, versions $VERSION_SET, sync $SYNC, feb31 $FEB31) in $DIR: backend 127.0.0.1:$PORT_BASE"
+  log "starting $NAME ($LAYOUT layout, $VARIANT, versions $VERSION_SET, sync $SYNC, feb31 $FEB31, seeds $SEEDS) in $DIR: backend 127.0.0.1:$PORT_BASE"
   compose up -d --build --wait --wait-timeout 300 || {
     compose ps -a >&2 || true
     compose logs --tail 30 >&2 || true

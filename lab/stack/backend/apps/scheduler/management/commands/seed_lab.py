@@ -3,7 +3,10 @@ enabled, the same crontabs in UTC, "Send Test Email" on 31 February included) pl
 
 Idempotent: rows that exist are left alone (their last_run_at and total_run_count survive restarts).
 --reset puts every row back to "never run", deletes TaskResults, and restores the seeded schedules.
+LAB_FEB31=disabled (lab/up --feb31 disabled, a named variant the write-up lacks) seeds "Send Test Email" disabled.
 """
+import os
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
@@ -37,16 +40,18 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, reset=False, **options):
         created = 0
+        feb31 = os.environ.get("LAB_FEB31", "enabled") != "disabled"
         for name, task, (minute, hour, dom, moy, dow) in TASKS:
+            enabled = feb31 or name != "Send Test Email"
             schedule, _ = CrontabSchedule.objects.get_or_create(
                 minute=minute, hour=hour, day_of_month=dom, month_of_year=moy, day_of_week=dow, timezone="UTC",
             )
             row = PeriodicTask.objects.filter(name=name).first()
             if row is None:
-                PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=True)
+                PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=enabled)
                 created += 1
             elif reset:
-                row.task, row.crontab, row.interval, row.enabled = task, schedule, None, True
+                row.task, row.crontab, row.interval, row.enabled = task, schedule, None, enabled
                 row.last_run_at, row.total_run_count = None, 0
                 row.save()
         if reset:
