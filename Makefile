@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup host demo test unit lab-up lab-reset lab-down bench clean
+.PHONY: setup host demo test unit typecheck lab-up lab-reset lab-down bench clean
 
 $(BIN)/remediate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,12 @@ demo: setup
 # shared stack is brought up once); the lab tests mostly wait on beat, so more workers than cores pay.
 TEST_WORKERS ?= 3
 
-test: setup
+# The package is type-checked first (mypy --strict, configured in pyproject.toml): a type error fails CI.
+test: setup typecheck
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+typecheck: $(BIN)/remediate
+	$(BIN)/mypy --strict remediate
 
 unit: $(BIN)/remediate
 	$(BIN)/python -m pytest -q tests/unit

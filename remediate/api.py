@@ -1,44 +1,45 @@
-"""The one entry the CLI and tests share: load, validate, plan and execute, return a RunReport."""
+"""The real entries, shared by the CLI and tests: load the inputs once, then apply, check, rollback, diagnose,
+drift or backups, each with the loaded inputs, one RunOptions and the state directory, returning a report."""
 from __future__ import annotations
-
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import resources, templating
-from .audit import AuditError, AuditLog, RunAudit, sha256_file
-from .errors import InputError, Location
-from .executor import Events, HostRunner, Interrupt, NoEvents, RunOptions
-from .inventory import Host, Inventory, load_inventory
-from .pending import PendingStore
-from .playbook import Play, StepSpec, load_playbook
-from .redact import MIN_SECRET_LENGTH, Redactor, ShortSecret, redactor_for
-from .results import HostResult, RunReport, Status
+from . import backups as bk
+from . import diagnose as dg
+from .core.audit import AuditError, AuditLog, RunAudit, read_records, sha256_file, verify
+from .core.errors import InputError, Location
+from .core.options import RunOptions
+from .core.results import Mode, RunReport
+from .core.state import StateDir
+from .drift import history, notify
+from .drift.assess import assess
+from .drift.model import DriftReport, FixOutcome, from_doc, playbook_check_name, shown_path, to_doc
+from .engine.control import Events, Interrupt, NoEvents
+from .engine.pending import PendingStore
+from .engine.rollback import plan_from_records, rollback_plays
+from .engine.run import run_hosts
+from .inputs import load as inputs
+from .inputs import playbook, resources
+from .inputs.inventory import Host, load_inventory
+from .inputs.load import Loaded, secrets_of
+from .steps import REGISTRY
 from .transport.base import Transport
+from .transport.shared import Connections
 
-MAGIC_VARS = {"inventory_hostname", "run_id", "result"}
+__all__ = ["DriftRun", "Loaded", "Why", "apply", "backups_list", "backups_prune", "check", "diagnose", "drift",
+           "drift_check", "load", "load_hosts", "load_playbook", "load_rollback", "make_transport", "new_run_id",
+           "rollback", "start_audit"]
 
 
 def new_run_id() -> str:
     """Sortable, unique run id: UTC time plus random hex."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """Everything read from disk and validated, before any host is contacted."""
-
-    inventory: Inventory
-    plays: tuple[Play, ...]
-    playbook_paths: tuple[Path, ...]
-    hosts: tuple[Host, ...]
-    template_path: tuple[str, ...]
-    redactor: Redactor = Redactor()
 
 
 @dataclass(frozen=True)
@@ -48,206 +49,37 @@ class Why:
     reason: str | None = None
     change_ref: str | None = None
 
-
-def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOptions) -> Redactor:
-    """The run's redactor: values of `secret_vars` and of variables named like a password, secret, token or key."""
-    listed = (*inventory.secret_vars, *(n for p in plays for n in p.secret_vars))
-    scopes: list[tuple[Location, Mapping[str, Any]]] = [(h.where, h.vars) for h in inventory.hosts]
-    scopes += [(p.where, m) for p in plays for m in (p.vars, p.defaults)]
-    scopes.append((Location("-e"), options.extra_vars))
-    redactor = Redactor()
-    for where, scope in scopes:
-        try:
-            redactor = redactor.merged(redactor_for([scope], listed))
-        except ShortSecret as exc:
-            raise InputError(
-                f"secret variable {exc}: its value is shorter than {MIN_SECRET_LENGTH} characters; masking it "
-                "would mask unrelated text in every output (use a real secret, or drop it from secret_vars)",
-                where, "secret_vars",
-            ) from None
-    return redactor
+    def fields(self) -> dict[str, str | None]:
+        """As the run_start record keeps it."""
+        return {"reason": self.reason, "change_ref": self.change_ref}
 
 
-def inventory_path(env: str, inventory: str | None = None) -> Path:
-    """`-i` as given, else inventory/ENV.yml."""
-    return resources.find("inventory", inventory or env)
+# ---- inputs -------------------------------------------------------------------------------------------------------
+
+
+def load_playbook(path: Path) -> tuple[playbook.Play, ...]:
+    """A playbook file, its steps checked against the registered step kinds."""
+    return playbook.load_playbook(path, REGISTRY)
 
 
 def load(env: str, playbooks: tuple[str, ...], options: RunOptions, inventory: str | None = None) -> Loaded:
-    """Load and validate inventory and playbooks; InputError on anything wrong."""
-    inv = load_inventory(inventory_path(env, inventory))
-    paths = tuple(resources.find("playbooks", p) for p in (playbooks or ("site",)))
-    plays = tuple(play for path in paths for play in load_playbook(path))
-    tpath = resources.template_path(paths)
-    selected: dict[str, Host] = {}
-    limit = set(h.name for h in inv.select(options.limit, "--limit", Location(inv.path))) if options.limit else None
-    for play in plays:
-        for host in inv.select(play.hosts, f"play {play.name!r}: hosts", play.where):
-            if limit is None or host.name in limit:
-                selected[host.name] = host
-    registered_before: dict[str, set[str]] = {}
-    for play in plays:
-        for host in inv.select(play.hosts, "hosts", play.where):
-            if host.name in selected:
-                # a host's registered results outlive their play (HostRunner keeps them), so later plays may use them
-                earlier = registered_before.setdefault(host.name, set())
-                check_variables(play, host, options, tpath, frozenset(earlier))
-                earlier |= {s.register for s in (*play.steps, *play.handlers) if s.register}
-    return Loaded(inv, plays, paths, tuple(selected.values()), tpath, secrets_of(inv, plays, options))
+    """Inventory and playbooks, validated (every variable a step uses too); InputError on anything wrong."""
+    return inputs.load(env, playbooks, options, REGISTRY, inventory)
 
 
-def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[str, ...],
-                    registered_earlier: frozenset[str] = frozenset()) -> None:
-    """Every variable a step uses must be defined for the host (or registered earlier): exit 3, no contact."""
-    known = set(play.defaults) | set(host.vars) | set(play.vars) | set(options.extra_vars) | MAGIC_VARS
-    known |= registered_earlier
-    known |= set(templating.environment().globals)
-    registered = {s.register for s in (*play.steps, *play.handlers) if s.register}
-    for spec in (*play.steps, *play.handlers):
-        _check_step(spec, known | registered, host, tpath)
+def load_hosts(env: str | None, options: RunOptions, inventory: str | None = None) -> Loaded:
+    """An inventory and the hosts --limit selects, for the commands without playbooks (diagnose, backups)."""
+    return inputs.load_hosts(env, options, inventory)
 
 
-def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, ...]) -> None:
-    used = templating.undeclared(dict(spec.args)) - ({"item"} if spec.loop is not None else set())
-    used |= templating.undeclared(spec.loop) if spec.loop is not None else set()
-    for expr in (spec.when, spec.until, spec.changed_when, spec.failed_when):
-        if expr:
-            used |= templating.undeclared(expr, is_expression=True)
-    missing = sorted(used - known)
-    if missing:
-        raise InputError(
-            f"step {spec.name!r}: undefined variable {missing[0]!r} for host {host.name!r}", spec.where, missing[0]
-        )
-    if spec.kind == "template" and isinstance(spec.args.get("src"), str) and not templating.is_template(spec.args["src"]):
-        _check_template(spec, spec.args["src"], known, tpath)
-
-
-def _check_template(spec: StepSpec, name: str, known: set[str], tpath: tuple[str, ...]) -> None:
-    import jinja2
-    from jinja2 import meta
-
-    env = templating.environment(tpath)
-    try:
-        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        missing = sorted(meta.find_undeclared_variables(env.parse(source)) - known)
-    except jinja2.TemplateNotFound:
-        raise InputError(f"step {spec.name!r}: template {name!r} not found in {', '.join(tpath)}", spec.where, "src") from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise InputError(f"template syntax error: {exc.message}", Location(exc.filename or name, exc.lineno)) from None
-    if missing:
-        raise InputError(f"step {spec.name!r}: template {filename} uses undefined variable {missing[0]!r}", spec.where, "src")
-
-
-def make_transport(host: Host, options: RunOptions) -> Transport:
-    """The transport for a host: local, or one SSH connection."""
-    if host.is_local:
-        from .transport.local import LocalTransport
-
-        return LocalTransport(host.name)
-    from .transport.ssh import SSHOptions, SSHTransport
-
-    return SSHTransport(host, SSHOptions(options.connect_timeout, options.command_timeout, options.accept_new_host_keys))
-
-
-def start_audit(
-    loaded: Loaded,
-    options: RunOptions,
-    run_id: str,
-    why: Why = Why(),
-    command: str | None = None,
-    log: AuditLog | None = None,
-    **fields: Any,
-) -> RunAudit:
-    """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted."""
-    log = log or AuditLog.default()
-    try:
-        inventory = {"path": str(Path(loaded.inventory.path).resolve()), "sha256": sha256_file(loaded.inventory.path)}
-        playbooks = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in loaded.playbook_paths]
-    except OSError as exc:
-        raise AuditError(f"cannot hash the run's inputs for the audit trail: {exc}") from None
-    return log.start(
-        run_id, command or ("check" if options.check else "apply"), loaded.redactor,
-        why={"reason": why.reason, "change_ref": why.change_ref},
-        inventory=inventory, playbooks=playbooks, hosts=[h.name for h in loaded.hosts],
-        options={"check": options.check, "limit": options.limit, "tags": list(options.tags),
-                 "skip_tags": list(options.skip_tags), "extra_vars": dict(options.extra_vars)},
-        **fields,
-    )
-
-
-def execute(
-    loaded: Loaded,
-    options: RunOptions,
-    events: Events | None = None,
-    run_id: str | None = None,
-    transport_factory: Callable[[Host, RunOptions], Transport] = make_transport,
-    audit: RunAudit | None = None,
-    pending: PendingStore | None = None,
-    interrupt: Interrupt | None = None,
-    why: Why = Why(),
-    mode: str | None = None,
-) -> RunReport:
-    """Run every selected host in parallel (at most --forks at once), each over its own transport, audited.
-
-    Without `audit`, the run's trail is started here in the state directory; if it cannot be written,
-    AuditError is raised before any host is contacted (fail closed).
-    """
-    run_id = audit.run_id if audit is not None else run_id or new_run_id()
-    events = events or NoEvents()
-    interrupt = interrupt or Interrupt()
-    audit = audit or start_audit(loaded, options, run_id, why)
-    pending = pending or PendingStore.default()
-
-    def one(host: Host) -> HostResult:
-        plays = tuple(
-            p for p in loaded.plays
-            if host.name in {h.name for h in loaded.inventory.select(p.hosts, "hosts", p.where)}
-        )
-        if interrupt.is_set():
-            return HostResult(host.name, Status.FAILED, (), "interrupted before this host started")
-        transport = transport_factory(host, options)
-        try:
-            return HostRunner(host, plays, transport, options, run_id, loaded.template_path, events,
-                              audit=audit, pending=pending, interrupt=interrupt).run()
-        finally:
-            transport.close()
-
-    forks = max(1, min(options.forks, len(loaded.hosts) or 1))
-    results: list[HostResult] = []
-    with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
-        futures = [pool.submit(one, host) for host in loaded.hosts]
-        while True:
-            try:
-                results = [f.result() for f in futures]
-                break
-            except KeyboardInterrupt:
-                # without the CLI's signal handlers Ctrl-C lands here: stop the hosts the same way, then wait
-                interrupt.trigger()
-    report = RunReport(run_id, mode or ("check" if options.check else "apply"), tuple(results),
-                       interrupt.is_set(), loaded.redactor)
-    audit.record("run_end", exit_code=int(report.exit_code()), summary=report.summary(),
-                 interrupted=report.interrupted, hosts={h.host: h.status.value for h in report.hosts})
-    return report
-
-
-def prepare_rollback(
-    run_id: str,
-    options: RunOptions,
-    force: bool = False,
-    log: AuditLog | None = None,
-    inventory: str | None = None,
-    verify: bool = True,
-) -> Loaded:
+def load_rollback(run_id: str, options: RunOptions, state: StateDir, force: bool = False,
+                  inventory: str | None = None, verify_after: bool = True) -> Loaded:
     """The plays undoing run_id, from the verified trail: restore files, their handlers, the verifications."""
-    from . import audit as audit_mod
-    from .rollback import plan_from_records, rollback_plays
-
-    log = log or AuditLog.default()
-    verdict = audit_mod.verify(log.path)
+    verdict = verify(state.audit)
     if not verdict.ok and not force:
-        raise InputError(f"the audit trail {log.path} fails verification ({verdict.problem}); "
+        raise InputError(f"the audit trail {state.audit} fails verification ({verdict.problem}); "
                          "it cannot be trusted to roll back (--force to use it anyway)")
-    plan = plan_from_records(audit_mod.read_records(log.path), run_id, str(log.path))
+    plan = plan_from_records(read_records(state.audit), run_id, str(state.audit))
     inv = load_inventory(Path(inventory) if inventory else Path(plan.inventory))
     paths = []
     for path, digest in plan.playbooks:
@@ -268,49 +100,185 @@ def prepare_rollback(
     if options.limit:
         selected &= {h.name for h in inv.select(options.limit, "--limit", Location(inv.path))}
     hosts = tuple(h for h in inv.hosts if h.name in selected)
-    todo = tuple(p for p in rollback_plays(plan, plays, force, verify) if p.hosts in selected)
+    todo = tuple(p for p in rollback_plays(plan, plays, force, verify_after) if p.hosts in selected)
     return Loaded(inv, todo, tuple(paths), hosts, resources.template_path(tuple(paths)), secrets_of(inv, plays, options))
 
 
-def rollback(
-    run_id: str,
-    options: RunOptions,
-    force: bool = False,
-    events: Events | None = None,
-    why: Why = Why(),
-    log: AuditLog | None = None,
-    interrupt: Interrupt | None = None,
-    inventory: str | None = None,
-    verify: bool = True,
-) -> RunReport:
+def make_transport(host: Host, options: RunOptions) -> Transport:
+    """The transport for a host: local, or one SSH connection."""
+    if host.is_local:
+        from .transport.local import LocalTransport
+
+        return LocalTransport(host.name)
+    from .transport.ssh import SSHOptions, SSHTransport
+
+    return SSHTransport(host, SSHOptions(options.connect_timeout, options.command_timeout, options.accept_new_host_keys))
+
+
+def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,
+                **fields: Any) -> RunAudit:
+    """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted."""
+    try:
+        inventory = {"path": str(Path(loaded.inventory.path).resolve()), "sha256": sha256_file(loaded.inventory.path)}
+        playbooks = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in loaded.playbook_paths]
+    except OSError as exc:
+        raise AuditError(f"cannot hash the run's inputs for the audit trail: {exc}") from None
+    return AuditLog(state.audit).start(
+        run_id or new_run_id(), command, loaded.redactor, why=why.fields(), inventory=inventory, playbooks=playbooks,
+        hosts=[h.name for h in loaded.hosts], **fields,
+    )
+
+
+def _run_fields(options: RunOptions) -> dict[str, Any]:
+    return {"check": options.check, "limit": options.limit, "tags": list(options.tags),
+            "skip_tags": list(options.skip_tags), "extra_vars": dict(options.extra_vars)}
+
+
+# ---- runs ---------------------------------------------------------------------------------------------------------
+
+
+def _run(loaded: Loaded, options: RunOptions, state: StateDir, mode: Mode, audit: RunAudit, events: Events | None,
+         interrupt: Interrupt | None, connect: Callable[[Host], Transport] | None) -> RunReport:
+    return run_hosts(loaded.inventory, loaded.plays, loaded.hosts, loaded.template_path, options, mode, audit,
+                     PendingStore(state.pending), connect or (lambda host: make_transport(host, options)),
+                     events or NoEvents(), interrupt or Interrupt(), loaded.redactor)
+
+
+def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events | None = None,
+          interrupt: Interrupt | None = None, why: Why = Why(),
+          connect: Callable[[Host], Transport] | None = None) -> RunReport:
+    """Run the playbooks on every selected host (check mode when options.check), audited; fail closed: an audit
+    trail that cannot be written is an AuditError before any host is contacted."""
+    mode = Mode.CHECK if options.check else Mode.APPLY
+    audit = start_audit(loaded, state, mode.value, why, options=_run_fields(options))
+    return _run(loaded, options, state, mode, audit, events, interrupt, connect)
+
+
+def check(loaded: Loaded, options: RunOptions, state: StateDir, events: Events | None = None,
+          interrupt: Interrupt | None = None, connect: Callable[[Host], Transport] | None = None) -> RunReport:
+    """Plan and show on every selected host; change nothing (exit 2 when something would change)."""
+    return apply(loaded, replace(options, check=True), state, events, interrupt, connect=connect)
+
+
+def rollback(loaded: Loaded, options: RunOptions, state: StateDir, run_id: str, force: bool = False,
+             events: Events | None = None, interrupt: Interrupt | None = None, why: Why = Why()) -> RunReport:
     """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
-    loaded = prepare_rollback(run_id, options, force, log, inventory, verify)
-    audit = start_rollback_audit(loaded, options, run_id, force, why, log)
-    return execute(loaded, options, events, audit=audit, interrupt=interrupt, mode=rollback_mode(options))
+    audit = start_audit(loaded, state, "rollback", why, options=_run_fields(options), rollback_of=run_id,
+                        force=force)
+    return _run(loaded, options, state, Mode.CHECK if options.check else Mode.ROLLBACK, audit, events, interrupt, None)
 
 
-def start_rollback_audit(
-    loaded: Loaded, options: RunOptions, run_id: str, force: bool, why: Why = Why(), log: AuditLog | None = None
-) -> RunAudit:
-    """The first record of a rollback run, naming the run it undoes."""
-    return start_audit(loaded, options, new_run_id(), why, command="rollback", log=log, rollback_of=run_id, force=force)
+# ---- read-only passes ---------------------------------------------------------------------------------------------
 
 
-def rollback_mode(options: RunOptions) -> str:
-    """The report's mode for a rollback run."""
-    return "check" if options.check else "rollback"
+def diagnose(loaded: Loaded, options: RunOptions, state: StateDir, why: Why = Why()) -> dg.DiagnoseReport:
+    """diagnose's one read-only pass per host, audited."""
+    audit = start_audit(loaded, state, "diagnose", why)
+    report = dg.diagnose(loaded.hosts, lambda host: make_transport(host, options), options.forks, audit)
+    audit.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
+        "hosts": len(report.hosts), "problems": sum(bool(r.problems) for r in report.hosts),
+        "errors": sum(bool(r.error) for r in report.hosts)})
+    return report
 
 
-def run(
-    env: str,
-    playbooks: tuple[str, ...] = (),
-    options: RunOptions | None = None,
-    inventory: str | None = None,
-    events: Events | None = None,
-) -> RunReport:
-    """Load, validate and run: what `remediate apply` does."""
-    options = options or RunOptions()
-    loaded = load(env, playbooks, options, inventory)
-    return execute(loaded, options, events)
+@dataclass(frozen=True)
+class DriftRun:
+    """A drift run: the assessment (with --fix: before, the apply run, after) and what the notification did."""
+
+    outcome: FixOutcome
+    notification: str = ""  # what happened to the notification, for the output ("" when none was due)
+    notify_error: str = ""  # why it was not sent
 
 
+def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health: bool = True,
+                clock: Callable[[], datetime] | None = None) -> DriftReport:
+    """One assessment: the playbooks in check mode, then diagnose, sharing one connection per host; masked."""
+    started = (clock or (lambda: datetime.now(timezone.utc)))()
+    timer = time.monotonic()
+    options = replace(options, check=True, diff=True)
+    steps = [s for p in loaded.plays for s in p.steps]
+    names = tuple(dict.fromkeys(playbook_check_name(s.where.path) for s in steps))
+    files: dict[str, str] = {}
+    for s in steps:
+        files.setdefault(playbook_check_name(s.where.path), shown_path(s.where.path))
+    connections = Connections(lambda host: make_transport(host, options))
+    try:
+        audit = start_audit(loaded, state, Mode.CHECK.value, options=_run_fields(options))
+        check_run = _run(loaded, options, state, Mode.CHECK, audit, None, None, connections.lend)
+        diagnoses = dg.diagnose(loaded.hosts, connections.lend, options.forks) if health and loaded.hosts else None
+    finally:
+        connections.close()
+    seconds = {d.host: d.duration for d in diagnoses.hosts if d.duration is not None} if diagnoses else {}
+    report = assess(env, check_run.run_id, started,
+                    tuple(h.name for h in loaded.hosts), names, check_run, diagnoses.hosts if diagnoses else (),
+                    files, seconds)
+    report = replace(report, duration=time.monotonic() - timer,
+                     playbooks=tuple(shown_path(str(p)) for p in loaded.playbook_paths))
+    # masked once, here, so every rendering, the history and the notifications only ever see masked text
+    return from_doc(loaded.redactor.data(to_doc(report)))
+
+
+def drift(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health: bool = True, fix: bool = False,
+          events: Events | None = None, interrupt: Interrupt | None = None, notify_url: str | None = None,
+          clock: Callable[[], datetime] | None = None) -> DriftRun:
+    """Check; with `fix`, apply the playbooks to the drifted hosts only and check every host again (not after an
+    interrupt); record every assessment in the history; notify when drift appeared or cleared."""
+    before = drift_check(loaded, env, options, state, health, clock)
+    outcome = FixOutcome(before, None, None)
+    drifted = before.drifted_hosts()
+    if fix and drifted:
+        chosen = replace(loaded, hosts=tuple(h for h in loaded.hosts if h.name in drifted))
+        applied = apply(chosen, replace(options, check=False, diff=True, limit=",".join(drifted)), state, events,
+                        interrupt, Why(f"remediate drift --fix: drift on {', '.join(drifted)}"))
+        after = None if applied.interrupted else \
+            replace(drift_check(loaded, env, options, state, health, clock), phase="after-fix")
+        outcome = FixOutcome(before, applied, after)
+    history.record(before, state.history)
+    if outcome.after is not None:
+        history.record(outcome.after, state.history)
+    if not notify_url:
+        return DriftRun(outcome)
+    final = outcome.after or before
+    change = notify.transition(history.announced(env, notify_url, state.history), final)
+    if change is None:
+        return DriftRun(outcome)
+    error = notify.post(notify_url, notify.payload(final, change))
+    if error:
+        return DriftRun(outcome, f"not sent: {error}", error)
+    history.set_announced(env, notify_url, change.current, state.history)
+    return DriftRun(outcome, f"sent to {notify_url} ({'drift appeared' if change.appeared else 'drift cleared'})")
+
+
+# ---- backups ------------------------------------------------------------------------------------------------------
+
+
+def backups_list(loaded: Loaded, options: RunOptions, state: StateDir) -> bk.BackupsReport:
+    """Per host: its backup root, run directories with dates, sizes and files, and which a rollback needs."""
+    trail = bk.TrailView.of(read_records(state.audit))
+    now = time.time()
+    outcomes = bk.each_host(loaded.hosts, lambda h: make_transport(h, options),
+                            lambda h, t: bk.list_host(h, t, trail, now), options.forks)
+    return bk.BackupsReport(outcomes)
+
+
+def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_than: float, force: bool = False,
+                  why: Why = Why(), older_than_text: str = "") -> bk.BackupsReport:
+    """Remove the backups older than `older_than` seconds that no rollback needs (with `force`, those too);
+    options.check: only say what would go. Audited, intents before results."""
+    trail_records = read_records(state.audit)
+    verdict = verify(state.audit)
+    if not verdict.ok and not force:
+        raise InputError(f"the audit trail {state.audit} fails verification ({verdict.problem}); it cannot be trusted "
+                         "to tell which backups a rollback needs (--force to prune anyway)")
+    trail = bk.TrailView.of(trail_records)
+    now = time.time()
+    run = start_audit(loaded, state, "prune", why, options={
+        "check": options.check, "force": force, "older_than": older_than_text, "limit": options.limit})
+    outcomes = bk.each_host(
+        loaded.hosts, lambda h: make_transport(h, options),
+        lambda h, t: bk.prune_host(h, t, trail, now, older_than, force, options.check, run), options.forks)
+    report = bk.BackupsReport(outcomes, prune=True, check=options.check, older_than=older_than)
+    run.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
+        "hosts": len(outcomes), "removed": sum(len(o.removed) for o in outcomes),
+        "failed": sum(bool(o.error) for o in outcomes)})
+    return report

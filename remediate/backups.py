@@ -10,7 +10,6 @@ connection per host lists, hashes and removes.
 """
 from __future__ import annotations
 
-import calendar
 import json
 import posixpath
 import time
@@ -19,38 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RemediateError, StepError
-from .facts import _ROOT, _SWEEP
-from .inventory import Host
-from .rollback import Change
+from .core.errors import RemediateError, StepError
+from .core.results import ExitCode
+from .facts.backups import HostBackups, RunBackups, current_shas, list_backups
+from .facts.files import _SWEEP
+from .inputs.inventory import Host
+from .core.changes import FileChange, from_record, per_path
 from .transport.base import Transport
 
-# Args: backup_dir. The root, then per run directory R\0RUN\0MTIME\0 and its files F\0PATH\0SIZE\0,
-# then the staging directories S\0PATH\0stale|live\0.
-_LIST = _ROOT + r"""
-resolve_root "$1"
-printf 'ROOT\0%s\0' "$root"
-[ -d "$root" ] || exit 0
-for d in "$root"/*/; do
-  [ -d "$d" ] || continue
-  run=${d%/}; run=${run##*/}
-  printf 'R\0%s\0%s\0' "$run" "$(stat -c %Y -- "$d")"
-  find "$d" -type f -printf 'F\0%P\0%s\0' 2>/dev/null || true
-done
-for s in "$root"/.staging/*; do
-  [ -d "$s" ] || continue
-  if ( exec 7<"$s" && flock -n 7 ) 2>/dev/null; then state=stale; else state=live; fi
-  printf 'S\0%s\0%s\0' "$s" "$state"
-done
-"""
-
-# Args: paths. PATH\0SHA256\0 for each ("absent" when missing).
-_SHAS = r"""
-for f in "$@"; do
-  if [ -e "$f" ]; then h=$(sha256sum < "$f" | cut -d' ' -f1) || h=unreadable; else h=absent; fi
-  printf '%s\0%s\0' "$f" "$h"
-done
-"""
 
 # Args: root run_id...: sweeps staging that killed writers left, then removes each run's directory.
 _PRUNE = _SWEEP + r"""
@@ -67,81 +42,11 @@ done
 
 
 @dataclass(frozen=True)
-class BackupFile:
-    """One backed-up file: the path it is the original of, and its size."""
-
-    path: str
-    size: int
-
-
-@dataclass(frozen=True)
-class RunBackups:
-    """One run's backups on a host: ROOT/RUN_ID/ mirroring the absolute paths."""
-
-    run_id: str
-    started: float
-    files: tuple[BackupFile, ...] = ()
-
-    @property
-    def size(self) -> int:
-        """Bytes, all files."""
-        return sum(f.size for f in self.files)
-
-
-@dataclass(frozen=True)
-class HostBackups:
-    """What a host keeps: its backup root, the run directories, and staging directories (live or stale)."""
-
-    host: str
-    root: str
-    runs: tuple[RunBackups, ...] = ()
-    staging: tuple[tuple[str, str], ...] = ()
-
-
-def run_started(run_id: str, mtime: float) -> float:
-    """A run's start from its id (20261124T101500Z-...), else its directory's mtime."""
-    try:
-        return float(calendar.timegm(time.strptime(run_id[:16], "%Y%m%dT%H%M%SZ")))
-    except ValueError:
-        return mtime
-
-
-def parse_listing(host: str, data: bytes) -> HostBackups:
-    """The list script's NUL-separated output."""
-    fields = data.decode("utf-8", "surrogateescape").split("\0")
-    if fields and fields[-1] == "":
-        fields.pop()
-    root = ""
-    runs: dict[str, tuple[float, list[BackupFile]]] = {}
-    staging: list[tuple[str, str]] = []
-    i = 0
-    files: list[BackupFile] = []
-    while i < len(fields):
-        tag = fields[i]
-        if tag == "ROOT":
-            root, i = posixpath.normpath(fields[i + 1]), i + 2
-        elif tag == "R":
-            files = []
-            runs[fields[i + 1]] = (float(fields[i + 2]), files)
-            i += 3
-        elif tag == "F":
-            files.append(BackupFile("/" + fields[i + 1], int(fields[i + 2])))
-            i += 3
-        elif tag == "S":
-            staging.append((fields[i + 1], fields[i + 2])); i += 3
-        else:
-            raise StepError(f"unexpected output of the backup listing at field {i}: {tag[:40]!r}")
-    out = tuple(RunBackups(r, run_started(r, mtime), tuple(sorted(files, key=lambda f: f.path)))
-                for r, (mtime, files) in sorted(runs.items()))
-    return HostBackups(host, root, out, tuple(staging))
-
-
-@dataclass(frozen=True)
 class TrailView:
     """What the audit trail says about runs and hosts, for deciding what a rollback still needs."""
 
     runs: frozenset[str] = frozenset()
-    changes: Mapping[tuple[str, str], tuple[Change, ...]] = field(default_factory=dict)
+    changes: Mapping[tuple[str, str], tuple[FileChange, ...]] = field(default_factory=dict)
     rolled_back: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
@@ -153,18 +58,19 @@ class TrailView:
             if r.get("event") == "run_start" and r.get("command") == "rollback" and r.get("rollback_of")
             and not (r.get("options") or {}).get("check")
         }
-        writes: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        writes: dict[tuple[str, str], list[FileChange]] = {}
         rolled_back: dict[tuple[str, str], str] = {}
         for r in records:
             key = (str(r.get("run_id")), str(r.get("host")))
-            if r.get("event") == "result" and r.get("outcome") == "ok" and r.get("type") in ("write", "remove"):
-                writes.setdefault(key, []).append(r)
+            change = from_record(r) if r.get("event") == "result" and r.get("outcome") == "ok" else None
+            if isinstance(change, FileChange):
+                writes.setdefault(key, []).append(change)
             elif r.get("event") == "host_end" and key[0] in rollbacks and r.get("status") in ("ok", "changed"):
                 rolled_back.setdefault((rollbacks[key[0]], key[1]), key[0])
-        changes = {key: Change.from_writes(key[1], ws) for key, ws in writes.items()}
+        changes = {key: per_path(ws) for key, ws in writes.items()}
         return cls(frozenset(runs), changes, rolled_back)
 
-    def needed_paths(self, host: str, root: str, run: str) -> tuple[Change, ...]:
+    def needed_paths(self, host: str, root: str, run: str) -> tuple[FileChange, ...]:
         """The changes of run on host whose backup is in that run's directory under root."""
         prefix = posixpath.join(root, run) + "/"
         return tuple(c for c in self.changes.get((run, host), ()) if c.backup and c.backup.startswith(prefix))
@@ -249,29 +155,10 @@ class HostOutcome:
     error: str = ""
 
 
-def gather(host: Host, transport: Transport) -> HostBackups:
-    """List the host's backups (one round trip)."""
-    result = transport.run(["sh", "-c", _LIST, "sh", str(host.vars.get("backup_dir") or "")])
-    if result.rc != 0:
-        raise StepError(f"cannot list the backups: {result.err.strip() or f'exit {result.rc}'}")
-    return parse_listing(host.name, result.stdout)
-
-
-def current_shas(transport: Transport, paths: Sequence[str]) -> dict[str, str]:
-    """sha256 of each path on the host ("absent" when missing), one round trip."""
-    if not paths:
-        return {}
-    result = transport.run(["sh", "-c", _SHAS, "sh", *paths])
-    if result.rc != 0:
-        raise StepError(f"cannot hash the backed-up files: {result.err.strip() or f'exit {result.rc}'}")
-    fields = result.stdout.decode("utf-8", "surrogateescape").split("\0")
-    return {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-
-
 def examine(host: Host, transport: Transport, trail: TrailView, now: float, older_than: float,
             force: bool) -> tuple[HostBackups, tuple[Decision, ...]]:
     """The host's backups and a decision for each run directory."""
-    found = gather(host, transport)
+    found = list_backups(host, transport)
     candidates = [r for r in found.runs if now - r.started >= older_than]
     paths = sorted({c.path for r in candidates for c in trail.needed_paths(host.name, found.root, r.run_id)})
     shas = current_shas(transport, paths)
@@ -287,7 +174,7 @@ def prune_host(host: Host, transport: Transport, trail: TrailView, now: float, o
 
     try:
         found, decisions = examine(host, transport, trail, now, older_than, force)
-        record("host", **_who(host, transport), backup_dir=found.root)
+        record("host", **transport.identity().audit_fields(), backup_dir=found.root)
         for d in decisions:
             if not d.remove and not d.young:
                 record("notice", message=f"kept backups of run {d.run.run_id}: {d.reason}")
@@ -323,14 +210,6 @@ def prune_host(host: Host, transport: Transport, trail: TrailView, now: float, o
         except RemediateError:
             pass
         return HostOutcome(host.name, error=str(exc))
-
-
-def _who(host: Host, transport: Transport) -> dict[str, Any]:
-    if host.is_local:
-        return {"connection": "local", "ssh_user": None, "address": "local"}
-    return {"connection": "ssh", "ssh_user": host.user, "address": f"{host.address}:{host.port}",
-            "host_key_fingerprint": getattr(transport, "host_key_fingerprint", None),
-            "client_key_fingerprint": getattr(transport, "client_key_fingerprint", None)}
 
 
 def list_host(host: Host, transport: Transport, trail: TrailView, now: float) -> HostOutcome:
@@ -406,7 +285,7 @@ def render_prune(outcomes: Sequence[HostOutcome], check: bool, older_than: float
     removed = sum(1 for o in outcomes for d in o.decisions if d.remove)
     failed = sum(1 for o in outcomes if o.error)
     lines.append(f"{'would remove' if check else 'removed'} {removed} run directory(ies); "
-                 f"{failed} host(s) failed; exit {prune_exit_code(outcomes, check)}")
+                 f"{failed} host(s) failed; exit {int(prune_exit_code(outcomes, check))}")
     return "\n".join(lines)
 
 
@@ -429,8 +308,28 @@ def to_json(outcomes: Sequence[HostOutcome]) -> str:
     return json.dumps({"hosts": hosts}, indent=2)
 
 
-def prune_exit_code(outcomes: Sequence[HostOutcome], check: bool) -> int:
+def prune_exit_code(outcomes: Sequence[HostOutcome], check: bool) -> ExitCode:
     """1 when a host failed; with --check 2 when something would be removed; else 0."""
     if any(o.error for o in outcomes):
-        return 1
-    return 2 if check and any(d.remove for o in outcomes for d in o.decisions) else 0
+        return ExitCode.FAILED
+    return ExitCode.PENDING_CHANGES if check and any(d.remove for o in outcomes for d in o.decisions) else ExitCode.OK
+
+
+@dataclass(frozen=True)
+class BackupsReport:
+    """`backups list` or `prune` over the hosts; it owns its exit code and renderings."""
+
+    hosts: tuple[HostOutcome, ...]
+    prune: bool = False
+    check: bool = False
+    older_than: float = 0.0
+
+    def exit_code(self) -> ExitCode:
+        """1 when a host failed; prune --check: 2 when something would be removed; else 0."""
+        return prune_exit_code(self.hosts, self.check and self.prune)
+
+    def render(self, fmt: str) -> str:
+        """text or json."""
+        if fmt == "json":
+            return to_json(self.hosts)
+        return render_prune(self.hosts, self.check, self.older_than) if self.prune else render_list(self.hosts)

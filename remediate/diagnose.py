@@ -1,297 +1,246 @@
-"""`remediate diagnose`: the seed's diagnostic as one read-only pass per host, over that host's one connection."""
+"""`remediate diagnose`: the seed's diagnostic as one read-only pass per host (facts/celery.py gathers), judged
+by a pure function of what it saw (`judge`); drift sorts the same findings into its health checks."""
 from __future__ import annotations
 
+import enum
 import json
-import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, cast
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from . import celery as cel
-from . import compose as cf
-from . import resources, templating
-from .errors import RemediateError, StepError, Unreachable
-from .inventory import Host, Inventory
-from .steps.celery import SourceTree, _parse_registered
-from .steps.compose import exec_action, run_query
+from .celery.health import TaskHealth, assess
+from .celery.schedules import iso
+from .celery.tasks import find_unimported_task_modules, unregistered
+from .core.audit import RunAudit
+from .core.results import ExitCode
+from .facts.celery import CeleryFacts, facts_json, gather
+from .inputs.inventory import Host
 from .transport.base import Transport
 
-DEFAULTS = {
-    "compose_files": [], "backend_service": "backend", "beat_service": "celery_beat",
-    "worker_service": "celery_worker", "celery_app": "edms", "source_dir": "backend",
-    "beat_scheduler": cel.DATABASE_SCHEDULER,
-}
 # Only when beat's container cannot say (templates/celery_beat_probe.py.j2): celery's Scheduler.sync_every (180 s,
 # unchanged from 5.4.0 to 5.7.0) plus the DatabaseScheduler's 5 s tick, and the finding says it was assumed.
 UNKNOWN_LAG = timedelta(seconds=185)
-BANNER = re.compile(r"scheduler -> (\S+)")
+# a host whose state query gave no clock is judged at a time before any schedule's first due time
+NO_CLOCK = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+class Severity(enum.Enum):
+    """How much a finding weighs: a problem makes the host unhealthy (exit 2), a warning is only shown."""
+
+    PROBLEM = "problem"
+    WARNING = "warning"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing diagnose noticed: a problem (exit 2), a warning (no effect on the exit code) or info."""
+    """One thing diagnose noticed."""
 
-    severity: str
+    severity: Severity
     code: str
     message: str
+
+    def as_json(self) -> dict[str, str]:
+        """As `--format json` shows it."""
+        return {"severity": self.severity.value, "code": self.code, "message": self.message}
 
 
 @dataclass(frozen=True)
 class HostDiagnosis:
-    """Everything diagnose saw on one host."""
+    """Everything diagnose saw and judged on one host."""
 
     host: str
     findings: tuple[Finding, ...] = ()
-    facts: Mapping[str, Any] = field(default_factory=dict)
+    facts: CeleryFacts = field(default_factory=CeleryFacts)
     error: str = ""
+    tasks: tuple[TaskHealth, ...] = ()  # each PeriodicTask's state, as judged
+    duration: float | None = None  # seconds the host's pass took
 
     @property
     def problems(self) -> tuple[Finding, ...]:
         """Findings that make the host unhealthy."""
-        return tuple(f for f in self.findings if f.severity == "problem")
+        return tuple(f for f in self.findings if f.severity is Severity.PROBLEM)
 
 
-def diagnose_host(host: Host, transport: Transport, extra: Mapping[str, Any] | None = None) -> HostDiagnosis:
-    """Read-only: containers, beat's scheduler, schedules vs rows, task health, registrations, stale files."""
-    v = {**DEFAULTS, **host.vars, **(extra or {})}
-    findings: list[Finding] = []
-    facts: dict[str, Any] = {}
+@dataclass(frozen=True)
+class DiagnoseReport:
+    """A diagnose run; it owns its exit code."""
 
-    def add(severity: str, code: str, message: str) -> None:
-        findings.append(Finding(severity, code, message))
+    hosts: tuple[HostDiagnosis, ...]
 
-    try:
-        if not v.get("compose_dir"):
-            raise StepError("the compose_dir variable is not set for this host")
-        project = cf.Project(str(v["compose_dir"]), tuple(v.get("compose_files") or ()), v.get("compose_project"))
-        compose = cf.detect(transport)
-        model = cf.gather_model(transport, compose, project)
-        beat, worker, backend = v["beat_service"], v["worker_service"], v["backend_service"]
-        containers: dict[str, Any] = {}
-        beat_started = None
-        project_state = cf.gather_containers(transport, model.name)  # every service's containers in one round trip
-        for name in model.services:
-            service_state = cf.ServiceState(project_state.now,
-                                            tuple(c for c in project_state.containers if c.service == name))
-            running = [c for c in service_state.containers if c.running]
-            containers[name] = [c.describe() for c in service_state.containers] or ["no container"]
-            if not running:
-                add("problem", "container_down", f"{name}: not running ({'; '.join(containers[name])})")
-            elif any(c.health == "unhealthy" for c in running):
-                add("problem", "container_unhealthy", f"{name}: unhealthy")
-            if name == beat and running:
-                beat_started = max(c.started_at for c in running if c.started_at)
-                c = max(running, key=lambda c: c.started_at or service_state.now)
-                logs = transport.run(["docker", "logs", "--since", c.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if c.started_at else "0", c.id])
-                found = BANNER.findall(logs.out + logs.err)
-                facts["beat_banner_scheduler"] = found[-1] if found else None
-        facts["containers"] = containers
-        now = None
-
-        if beat in model.services:
-            command = model.services[beat].command
-            if any(a in ("-S", "--scheduler") or a.startswith("--scheduler=") for a in command):
-                add("problem", "beat_scheduler_forced", f"{beat}'s command forces a scheduler: {' '.join(command)}")
-        banner = facts.get("beat_banner_scheduler")
-        if banner and "DatabaseScheduler" not in banner:
-            add("problem", "beat_scheduler", f"{beat} runs {banner}, not django_celery_beat's DatabaseScheduler: "
-                                             "PeriodicTask rows never get last_run_at")
-
-        templates = resources.template_path()
-        script = templating.render_file("celery_state.py.j2", templates, v)
-        # the settings beat really loads are read in beat's own container: the backend may run an older image
-        query_service = beat if beat_started is not None else backend if backend in model.services else beat
-        app_env = {"REMEDIATE_CELERY_APP": str(v["celery_app"])}
-        state = run_query(transport, exec_action(compose, project, query_service, ("python", "manage.py", "shell"),
-                                                 app_env, script), f"state query in {query_service}")
-        # what this host's celery and django-celery-beat do with each enabled row, and when beat saves runs
-        probe = None
-        try:
-            doc = run_query(transport, exec_action(
-                compose, project, query_service, ("python", "manage.py", "shell"),
-                {**app_env, "REMEDIATE_BEAT_SCHEDULER": str(v["beat_scheduler"])},
-                templating.render_file("celery_beat_probe.py.j2", templates, v)), f"beat probe in {query_service}")
-            probe = cel.parse_beat_probe(doc)
-            if probe.error:
-                add("warning", "beat_probe", f"{query_service}: {probe.error}")
-                probe = None
-        except StepError as exc:
-            add("warning", "beat_probe", f"{query_service} could not say what its beat does with each PeriodicTask: {exc}")
-        if probe is not None:
-            facts["beat"] = {"versions": dict(probe.versions), "scheduler": probe.scheduler, "effective": probe.effective,
-                             "sync_every": probe.sync_every, "sync_every_tasks": probe.sync_every_tasks,
-                             "max_interval": probe.max_interval, "sync_lag": probe.lag().total_seconds(),
-                             "lag": probe.lag_words(), "asked": query_service}
-        facts["settings"] = state.get("settings")
-        # the module beat's process loaded (from environment:, an env_file, .env, the image or code) and its file
-        answer_of: Mapping[str, Any] = cast(Mapping[str, Any], state)
-        module, module_file = answer_of.get("settings_module"), answer_of.get("settings_file")
-        facts["settings_module"], facts["settings_file"] = module, module_file
-        loaded = f"{module}" + (f" ({module_file} in {query_service})" if module_file else "")
-        facts["app"] = {k: v2 for k, v2 in state.get("app", {}).items() if k != "beat_schedule"}
-        now = cel.parse_time(state.get("now"))
-        setting = (state.get("settings") or {}).get("CELERY_BEAT_SCHEDULER")
-        if not setting or "DatabaseScheduler" not in str(setting):
-            add("problem", "beat_scheduler_setting",
-                f"CELERY_BEAT_SCHEDULER is {setting!r} in {loaded}: beat falls back to "
-                f"{state.get('app', {}).get('beat_scheduler')}")
-        elif "DatabaseScheduler" not in str(state.get("app", {}).get("beat_scheduler")):
-            add("problem", "beat_scheduler_code", f"settings say {setting} but app.conf.beat_scheduler is "
-                                                  f"{state['app']['beat_scheduler']} (set in code)")
-        code_schedule = state.get("app", {}).get("beat_schedule") or {}
-        rows = state.get("periodic_tasks") or []
-        if code_schedule and rows:
-            add("warning", "dual_configuration",
-                f"{len(code_schedule)} schedule(s) in code (app.conf.beat_schedule) and {len(rows)} PeriodicTask row(s): "
-                "with the DatabaseScheduler the rows rule; keep one source")
-
-        tasks = cel.parse_tasks(rows)
-        lag = probe.lag() if probe is not None else UNKNOWN_LAG
-        health = cel.assess(tasks, now or cf.parse_time("2000-01-01T00:00:00Z"), beat_started, lag, probe)  # type: ignore[arg-type]
-        facts["periodic_tasks"] = [
-            {"name": h.task.name, "task": h.task.task, "schedule": h.task.schedule_words, "enabled": h.task.enabled,
-             "last_run_at": cel.iso(h.task.last_run_at), "total_run_count": h.task.total_run_count,
-             "last_due": cel.iso(h.last_due) if h.last_due else None, "next_due": cel.iso(h.next_due),
-             "status": h.status, "detail": h.detail} for h in health
-        ]
-        for h in health:
-            if h.status in ("never_run", "overdue"):
-                add("problem", h.status, f"PeriodicTask {h.task.name!r}: {h.detail}")
-            elif h.status == "never_fires":
-                add("warning", "never_fires", f"PeriodicTask {h.task.name!r}: {h.detail}")
-        for verdict in probe.rows if probe is not None else ():
-            if probe is not None and verdict.outcome != "ok" and not verdict.never_fires:
-                # a row that could fire but that this beat cannot schedule; beat is down already when it runs
-                # the probed scheduler and dies on it
-                severity = "problem" if verdict.outcome == "dies" and probe.runs_probed else "warning"
-                add(severity, "beat_row", f"PeriodicTask {verdict.name!r}: {probe.words(verdict)}")
-        facts["task_results"] = state.get("task_results")
-
-        files = SourceTree(f"{project.dir}/{v['source_dir']}").gather(transport)
-        modules = cel.find_unimported_task_modules(files)
-        for m in modules:
-            add("problem", "unimported_task_module",
-                f"{m.module} defines {', '.join(t.rsplit('.', 1)[-1] for t in m.tasks)} but nothing imports it when "
-                f"{m.app_config_class} loads (autodiscovery only imports tasks.py)")
-        referenced = sorted({t.task for t in tasks} | {e.get("task") for e in code_schedule.values() if e.get("task")})
-        if worker in model.services:
-            reg = exec_action(compose, project, worker,
-                              ("celery", "-A", str(v["celery_app"]), "inspect", "registered", "--json", "--timeout", "5"), {}, None)
-            answer = transport.run(reg.argv, timeout=60)
-            registered = _parse_registered(answer.out) if answer.ok else None
-            if registered is None:
-                add("problem", "worker_silent", f"{worker} did not answer `celery inspect registered`")
-            else:
-                missing = cel.unregistered(referenced, registered, probe.builtin_tasks if probe is not None else None)
-                facts["registered_tasks"] = sorted(registered)
-                if missing:
-                    add("problem", "unregistered_tasks", f"scheduled but not registered with {worker}: {', '.join(missing)}")
-        if beat in model.services and beat_started is not None:
-            _stale_files(transport, compose, project, beat, state, beat_started, banner, add)
-    except Unreachable as exc:
-        return HostDiagnosis(host.name, (), facts, f"unreachable: {exc}")
-    except RemediateError as exc:
-        return HostDiagnosis(host.name, tuple(findings), facts, str(exc))
-    return HostDiagnosis(host.name, tuple(findings), facts)
+    def exit_code(self) -> ExitCode:
+        """0 healthy, 2 problems found, 1 errors (unreachable host, failed probe)."""
+        if any(r.error for r in self.hosts):
+            return ExitCode.FAILED
+        return ExitCode.PROBLEMS if any(r.problems for r in self.hosts) else ExitCode.OK
 
 
-def _stale_files(transport: Transport, compose: cf.Compose, project: cf.Project, beat: str, state: Mapping[str, Any],
-                 started: Any, banner: str | None, add: Any) -> None:
-    schedule = str(state.get("app", {}).get("beat_schedule_filename") or "celerybeat-schedule")
-    candidates = [schedule, schedule + ".db", "celerybeat.pid", "/tmp/celerybeat.pid"]
-    script = 'for f in "$@"; do [ -e "$f" ] && echo "$(stat -c %Y "$f") $f"; done; exit 0'
-    probe = exec_action(compose, project, beat, ("sh", "-c", script, "sh", *candidates), {}, None)
-    result = transport.run(probe.argv, timeout=60)
-    for line in result.out.splitlines():
-        mtime, _, path = line.partition(" ")
-        if not mtime.isdigit():
-            continue
-        if path.endswith(".pid") and int(mtime) < started.timestamp() - 5:
-            add("warning", "stale_pid_file", f"{beat}: {path} is older than the running container")
+def judge(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ...]]:
+    """The findings and each PeriodicTask's state, from what one pass saw (pure); a part not seen says nothing."""
+    if facts.unreachable:
+        return (), ()
+    out: list[Finding] = []
+
+    def add(severity: Severity, code: str, message: str) -> None:
+        out.append(Finding(severity, code, message))
+
+    problem, warning = Severity.PROBLEM, Severity.WARNING
+    beat = facts.beat
+    for name, containers in (facts.services or {}).items():
+        running = [c for c in containers if c.running]
+        if not running:
+            states = [c.describe() for c in containers] or ["no container"]
+            add(problem, "container_down", f"{name}: not running ({'; '.join(states)})")
+        elif any(c.health == "unhealthy" for c in running):
+            add(problem, "container_unhealthy", f"{name}: unhealthy")
+    command = facts.beat_command
+    if command is not None and any(a in ("-S", "--scheduler") or a.startswith("--scheduler=") for a in command):
+        add(problem, "beat_scheduler_forced", f"{beat}'s command forces a scheduler: {' '.join(command)}")
+    banner = facts.banner
+    if banner and "DatabaseScheduler" not in banner:
+        add(problem, "beat_scheduler", f"{beat} runs {banner}, not django_celery_beat's DatabaseScheduler: "
+                                       "PeriodicTask rows never get last_run_at")
+    state, probe = facts.state, facts.probe
+    if state is None:
+        return tuple(out), ()
+    if facts.probe_warning:
+        add(warning, "beat_probe", facts.probe_warning)
+    setting = (state.settings or {}).get("CELERY_BEAT_SCHEDULER")
+    if not setting or "DatabaseScheduler" not in str(setting):
+        add(problem, "beat_scheduler_setting", f"CELERY_BEAT_SCHEDULER is {setting!r} in {facts.settings_loaded()}: "
+                                               f"beat falls back to {state.app.get('beat_scheduler')}")
+    elif "DatabaseScheduler" not in str(state.app.get("beat_scheduler")):
+        add(problem, "beat_scheduler_code", f"settings say {setting} but app.conf.beat_scheduler is "
+                                            f"{state.app['beat_scheduler']} (set in code)")
+    code_schedule = state.code_schedule
+    if code_schedule and state.tasks:
+        add(warning, "dual_configuration",
+            f"{len(code_schedule)} schedule(s) in code (app.conf.beat_schedule) and {len(state.tasks)} PeriodicTask "
+            "row(s): with the DatabaseScheduler the rows rule; keep one source")
+    lag = probe.lag() if probe is not None else UNKNOWN_LAG
+    health = assess(state.tasks, state.now or NO_CLOCK, facts.beat_started, lag, probe)
+    for h in health:
+        if h.status in ("never_run", "overdue"):
+            add(problem, h.status, f"PeriodicTask {h.task.name!r}: {h.detail}")
+        elif h.status == "never_fires":
+            add(warning, "never_fires", f"PeriodicTask {h.task.name!r}: {h.detail}")
+    for verdict in probe.rows if probe is not None else ():
+        if probe is not None and verdict.outcome != "ok" and not verdict.never_fires:
+            # a row that could fire but that this beat cannot schedule; beat is down already when it runs
+            # the probed scheduler and dies on it
+            severity = problem if verdict.outcome == "dies" and probe.runs_probed else warning
+            add(severity, "beat_row", f"PeriodicTask {verdict.name!r}: {probe.words(verdict)}")
+    if facts.source is None:
+        return tuple(out), health
+    for m in find_unimported_task_modules(facts.source):
+        add(problem, "unimported_task_module",
+            f"{m.module} defines {', '.join(t.rsplit('.', 1)[-1] for t in m.tasks)} but nothing imports it when "
+            f"{m.app_config_class} loads (autodiscovery only imports tasks.py)")
+    if facts.worker_present:
+        if facts.registered is None:
+            add(problem, "worker_silent", f"{facts.worker} did not answer `celery inspect registered`")
+        else:
+            referenced = sorted({t.task for t in state.tasks} | {e.get("task") for e in code_schedule.values() if e.get("task")})
+            missing = unregistered(referenced, facts.registered, probe.builtin_tasks if probe is not None else None)
+            if missing:
+                add(problem, "unregistered_tasks", f"scheduled but not registered with {facts.worker}: {', '.join(missing)}")
+    started = facts.beat_started
+    for mtime, path in facts.stale:
+        if started is not None and path.endswith(".pid") and mtime < started.timestamp() - 5:
+            add(warning, "stale_pid_file", f"{beat}: {path} is older than the running container")
         elif "celerybeat-schedule" in path and banner and "DatabaseScheduler" in banner:
-            add("warning", "stale_schedule_file", f"{beat}: {path} is left from the PersistentScheduler; unused now")
+            add(warning, "stale_schedule_file", f"{beat}: {path} is left from the PersistentScheduler; unused now")
+    return tuple(out), health
 
 
-def diagnose(
-    inventory: Inventory, hosts: tuple[Host, ...], make_transport: Any, forks: int = 10, audit: Any = None
-) -> tuple[HostDiagnosis, ...]:
-    """Diagnose hosts in parallel, one connection each; with `audit` (a RunAudit), each host's outcome is recorded."""
+def diagnose_host(host: Host, transport: Transport) -> HostDiagnosis:
+    """Read-only: containers, beat's scheduler, schedules vs rows, task health, registrations, stale files."""
+    facts = gather(transport, host.vars)
+    findings, tasks = judge(facts)
+    return HostDiagnosis(host.name, findings, facts, facts.error, tasks)
+
+
+def diagnose(hosts: tuple[Host, ...], connect: Callable[[Host], Transport], forks: int = 10,
+             audit: RunAudit | None = None) -> DiagnoseReport:
+    """Diagnose hosts in parallel, one connection each; with `audit`, each host's outcome is recorded."""
     def one(host: Host) -> HostDiagnosis:
-        transport = make_transport(host)
+        started = time.monotonic()
+        transport = connect(host)
         try:
             result = diagnose_host(host, transport)
         finally:
             transport.close()
+        result = replace(result, duration=time.monotonic() - started)
         if audit is not None:
             audit.record(
-                "diagnosis", host.name, ssh_user=None if host.is_local else host.user,
-                address=None if host.is_local else f"{host.address}:{host.port}",
-                host_key_fingerprint=getattr(transport, "host_key_fingerprint", None),
-                client_key_fingerprint=getattr(transport, "client_key_fingerprint", None),
+                "diagnosis", host.name, **transport.identity().audit_fields(),
                 problems=len(result.problems), error=result.error,
-                findings=[f"{f.severity} {f.code}: {f.message}" for f in result.findings],
+                findings=[f"{f.severity.value} {f.code}: {f.message}" for f in result.findings],
             )
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts)))) as pool:
-        return tuple(pool.map(one, hosts))
+        return DiagnoseReport(tuple(pool.map(one, hosts)))
 
 
-def exit_code(results: tuple[HostDiagnosis, ...]) -> int:
-    """0 healthy, 2 problems found, 1 errors (unreachable host, failed probe)."""
-    if any(r.error for r in results):
-        return 1
-    return 2 if any(r.problems for r in results) else 0
+def task_json(h: TaskHealth) -> dict[str, Any]:
+    """One PeriodicTask's state as the JSON facts and drift's task list show it."""
+    return {"name": h.task.name, "task": h.task.task, "schedule": h.task.schedule_words, "enabled": h.task.enabled,
+            "last_run_at": iso(h.task.last_run_at), "total_run_count": h.task.total_run_count,
+            "last_due": iso(h.last_due) if h.last_due else None, "next_due": iso(h.next_due),
+            "status": h.status, "detail": h.detail}
 
 
-def render_text(results: tuple[HostDiagnosis, ...]) -> str:
+def render_text(report: DiagnoseReport) -> str:
     """What a person reads."""
     lines = []
-    for r in results:
+    for r in report.hosts:
         lines.append(f"== {r.host}")
-        for name, states in (r.facts.get("containers") or {}).items():
-            lines.append(f"  container {name}: {'; '.join(states)}")
-        if "beat_banner_scheduler" in r.facts:
-            lines.append(f"  beat banner: scheduler -> {r.facts['beat_banner_scheduler']}")
-        if r.facts.get("beat"):
-            b = r.facts["beat"]
-            lines.append(f"  beat's own packages ({b.get('asked')}): " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in b["versions"].items())
-                         + f"; {b.get('lag')}")
-        if r.facts.get("settings"):
-            lines.append(f"  settings.CELERY_BEAT_SCHEDULER = {r.facts['settings'].get('CELERY_BEAT_SCHEDULER')!r}; "
-                         f"app.conf.beat_scheduler = {r.facts.get('app', {}).get('beat_scheduler')!r}")
-        for t in r.facts.get("periodic_tasks") or ():
+        facts = r.facts
+        for name, containers in (facts.services or {}).items():
+            lines.append(f"  container {name}: {'; '.join([c.describe() for c in containers] or ['no container'])}")
+        if facts.beat_started is not None:
+            lines.append(f"  beat banner: scheduler -> {facts.banner}")
+        if facts.probe is not None:
+            p = facts.probe
+            lines.append(f"  beat's own packages ({facts.asked}): "
+                         + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in p.versions.items()) + f"; {p.lag_words()}")
+        state = facts.state
+        if state is not None and state.settings:
+            lines.append(f"  settings.CELERY_BEAT_SCHEDULER = {state.settings.get('CELERY_BEAT_SCHEDULER')!r}; "
+                         f"app.conf.beat_scheduler = {state.app.get('beat_scheduler')!r}")
+        for t in map(task_json, r.tasks):
             lines.append(f"  task {t['name']!r} [{t['status']}] {t['schedule']}, enabled={t['enabled']}, "
                          f"last run {t['last_run_at']}, runs {t['total_run_count']}, next due {t['next_due']}")
-        results_info = r.facts.get("task_results") or {}
+        results_info: Mapping[str, Any] = (state.task_results if state is not None else None) or {}
         if results_info.get("available"):
             newest = results_info.get("newest") or {}
             lines.append(f"  task results: {results_info.get('count')} (newest: {newest.get('task_name', '-')} "
                          f"{newest.get('status', '')} {newest.get('date_done', '')})")
         for f in r.findings:
-            lines.append(f"  {f.severity.upper():8} {f.code}: {f.message}")
+            lines.append(f"  {f.severity.value.upper():8} {f.code}: {f.message}")
         if r.error:
             lines.append(f"  ERROR    {r.error}")
         if not r.findings and not r.error:
             lines.append("  healthy")
-    code = exit_code(results)
-    lines.append({0: "healthy", 1: "errors", 2: "problems found"}[code] + f"; exit {code}")
+    code = report.exit_code()
+    lines.append({0: "healthy", 1: "errors", 2: "problems found"}[int(code)] + f"; exit {int(code)}")
     return "\n".join(lines)
 
 
-def render_json(results: tuple[HostDiagnosis, ...]) -> str:
+def render_json(report: DiagnoseReport) -> str:
     """One JSON document."""
     return json.dumps({
         "hosts": {
             r.host: {
                 "status": "error" if r.error else "problems" if r.problems else "healthy",
                 "error": r.error,
-                "problems": [f.__dict__ for f in r.findings if f.severity == "problem"],
-                "warnings": [f.__dict__ for f in r.findings if f.severity == "warning"],
-                "facts": r.facts,
-            } for r in results
+                "problems": [f.as_json() for f in r.findings if f.severity is Severity.PROBLEM],
+                "warnings": [f.as_json() for f in r.findings if f.severity is Severity.WARNING],
+                "facts": facts_json(r.facts, [task_json(h) for h in r.tasks]),
+            } for r in report.hosts
         },
-        "exit_code": exit_code(results),
+        "exit_code": int(report.exit_code()),
     }, indent=2, default=str)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from remediate.transport.base import CommandResult
+from remediate.transport.base import CommandResult, Identity
 
 Handler = Callable[[tuple[str, ...], bytes | None], CommandResult]
 
@@ -30,6 +30,18 @@ class FakeTransport:
                 return handler(argv, stdin)
         raise AssertionError(f"unscripted command: {argv}")
 
+    def connect(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+    def identity(self) -> Identity:
+        return Identity("fake", None, self.name)
+
+    def notices(self) -> tuple[str, ...]:
+        return ()
+
     def close(self) -> None:
         pass
 
@@ -39,7 +51,7 @@ def ok(stdout: bytes = b"", rc: int = 0) -> Handler:
 
 
 class FakeFiles:
-    """Files behind the read/write/remove shell scripts of remediate.facts, kept in a dict; backups under `root`."""
+    """Files behind the read/write/remove shell scripts of remediate.facts.files, kept in a dict; backups under `root`."""
 
     def __init__(self, files: dict[str, bytes], root: str = "/var/lib/remediate/backups") -> None:
         self.files = dict(files)
@@ -52,7 +64,7 @@ class FakeFiles:
     def _sh(self, argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
         import hashlib
 
-        from remediate.facts import _READ, _REMOVE, _WRITE
+        from remediate.facts.files import _READ, _REMOVE, _WRITE
 
         script, args = argv[2], argv[4:]
         if script == _READ:

@@ -11,7 +11,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from remediate import history
+from remediate.drift import history
 from remediate.drift import Check, CheckStatus, DriftReport, TaskState
 
 T0 = datetime(2026, 11, 24, 22, 0, tzinfo=timezone.utc)

@@ -5,9 +5,7 @@ from .base import Step
 from .celery import CeleryRegistered, CeleryTaskModules, CeleryTasksRun
 from .checks import Assert
 from .command import Command
-from .compose import (
-    ComposeExec, ComposeLogs, ComposeRebuild, ComposeRecreate, ComposeReload, ComposeRestart, ComposeService, DjangoQuery,
-)
+from .compose import ComposeExec, ComposeLogs, ComposeRebuild, ComposeRecreate, ComposeReload, ComposeRestart, ComposeService, DjangoQuery
 from .files import LineInFile, PythonAssignment, PythonStatement, RestoreBackup, Template
 from .rows import DjangoRows, RestoreRows
 

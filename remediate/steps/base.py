@@ -1,31 +1,18 @@
-"""What every step kind is: a frozen dataclass of rendered arguments that reads facts and plans actions."""
+"""What every step kind is: a frozen dataclass of rendered arguments that reads facts and plans actions (pure)."""
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .. import schema
-from ..actions import Action
-from ..errors import InputError, Location
-from ..yamlio import YMap
-
-
-class Probe:
-    """A read-only question to a host; frozen dataclasses so they can key the facts mapping."""
-
-    # True when the answer holds until something on the host is changed (the compose model): the host's
-    # runner then asks once and reuses it, instead of once per step
-    stable: ClassVar[bool] = False
-
-    def gather(self, transport: Any) -> Any:
-        """Ask the host."""
-        raise NotImplementedError
-
-
-Facts = Mapping[Probe, Any]
+from ..actions.base import Action
+from ..core.errors import InputError, Location
+from ..facts.base import Facts, Probe
+from ..inputs import schema
+from ..inputs.yamlio import YMap
 
 
 @dataclass(frozen=True)
@@ -100,7 +87,7 @@ def _coerce(value: Any, hint: Any, what: str, where: Location) -> Any:
     args = typing.get_args(hint)
     if hint is Any:
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         for option in args:

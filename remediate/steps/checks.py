@@ -4,25 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import templating
-from ..actions import Action, ExecContext, Outcome
-from ..errors import StepError
-from .base import Facts, PlanContext, Step
-
-
-@dataclass(frozen=True)
-class Warning_(Action):
-    """A failed `warn: true` assertion: reported, never a change, never a failure."""
-
-    runs_in_check = True
-    is_change = False
-    text: str
-
-    def describe(self) -> str:
-        return "a warning"  # the text is the outcome's message: said once
-
-    def execute(self, ctx: ExecContext) -> Outcome:
-        return Outcome(message=f"WARNING: {self.text}", data={"warning": self.text})
+from ..actions.base import Action
+from ..actions.commands import Warning_
+from ..core.errors import StepError
+from ..facts.base import Facts
+from ..inputs import templating
+from .base import PlanContext, Step
 
 
 @dataclass(frozen=True)

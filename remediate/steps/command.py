@@ -3,20 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..actions import Action, RunCommand
-from .base import Facts, PlanContext, Probe, Step
-
-
-@dataclass(frozen=True)
-class PathExists(Probe):
-    """Whether a path exists on the host."""
-
-    path: str
-
-    def gather(self, transport: Any) -> bool:
-        return bool(transport.run(["test", "-e", self.path]).ok)
+from ..actions.base import Action
+from ..actions.commands import RunCommand
+from ..facts.base import Facts, Probe
+from ..facts.files import PathExists
+from .base import PlanContext, Step
 
 
 @dataclass(frozen=True)

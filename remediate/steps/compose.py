@@ -1,38 +1,21 @@
-"""Compose steps: restart, recreate, rebuild, reload (decided from the model), exec, logs."""
+"""Compose steps: restart, recreate, rebuild, reload (decided from the model: `decide_reload`), exec, logs, the
+model and containers of a service, Django shell queries."""
 from __future__ import annotations
 
+import posixpath
 import re
-import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import compose as cf
-from ..actions import Action, ExecContext, Outcome, RunCommand
-from ..errors import StepError
-from ..results import CommandOutput
-from .base import Facts, PlanContext, Probe, Step
-
-
-@dataclass(frozen=True)
-class ComposeFacts:
-    """The compose binary and model of one project."""
-
-    compose: cf.Compose
-    model: cf.Model
-
-
-@dataclass(frozen=True)
-class ComposeProbe(Probe):
-    """Detect compose and read the model of a project."""
-
-    stable = True
-
-    project: cf.Project
-
-    def gather(self, transport: Any) -> ComposeFacts:
-        compose = cf.detect(transport)
-        return ComposeFacts(compose, cf.gather_model(transport, compose, self.project))
+from ..actions.base import Action
+from ..actions.commands import QueryAction, Report, RunCommand
+from ..actions.compose import ServiceAction, LogsAction
+from ..core.errors import StepError
+from ..facts import compose as cf
+from ..facts.base import Facts, Probe
+from ..facts.compose import ComposeFacts, ComposeProbe, ContainersProbe
+from .base import PlanContext, Step
 
 
 @dataclass(frozen=True)
@@ -70,88 +53,6 @@ def with_project_defaults(args: dict[str, Any], variables: Mapping[str, Any]) ->
             value = variables[var]
             out[arg] = list(value) if isinstance(value, (list, tuple)) else value
     return out
-
-
-@dataclass(frozen=True)
-class ServiceAction(Action):
-    """Restart, recreate or rebuild services, then prove each runs a new container (and new image)."""
-
-    compose: cf.Compose
-    project: cf.Project
-    project_name: str
-    services: tuple[str, ...]
-    mode: str
-    reason: str = ""
-    builder: str | None = None
-    image: str | None = None
-    wait: float = 180.0
-    # A container without a healthcheck proves itself by staying up this long: a process that crashes on
-    # import is "running" for a second or two after `up -d` has already returned.
-    settle: float = 5.0
-
-    def commands(self) -> tuple[tuple[str, ...], ...]:
-        """The compose commands this action runs, in order."""
-        if self.mode == "restart":
-            return (self.compose.argv(self.project, "restart", *self.services),)
-        recreate = self.compose.argv(self.project, "up", "-d", "--no-deps", "--force-recreate", *self.services)
-        if self.mode == "rebuild":
-            return (self.compose.argv(self.project, "build", self.builder or self.services[0]), recreate)
-        return (recreate,)
-
-    def describe(self) -> str:
-        via = f" via {self.builder}" if self.builder and self.builder not in self.services else ""
-        why = f" ({self.reason})" if self.reason else ""
-        cmds = "; ".join(shlex.join(c) for c in self.commands())
-        return f"{', '.join(self.services)}: {self.mode}{via}{why}: {cmds}"
-
-    def execute(self, ctx: ExecContext) -> Outcome:
-        t = ctx.transport
-        before = {s: cf.gather_containers(t, self.project_name, s) for s in self.services}
-        new_image = None
-        prefix = len(self.compose.argv(self.project))
-        for argv in self.commands():
-            ctx.progress(f"compose {shlex.join(argv[prefix:])}")
-            t.run(argv, timeout=1800).check()
-        if self.mode == "rebuild" and self.image:
-            new_image = t.run(["docker", "image", "inspect", "--format", "{{.Id}}", self.image]).check().out.strip()
-        proofs = {}
-        for service in self.services:
-            old_images = {c.image_id for c in before[service].containers}
-            if new_image and new_image in old_images:
-                raise StepError(f"{service}: the rebuild produced the image it already ran ({new_image[:19]}); nothing new to run")
-            proofs[service] = self._prove(ctx, service, before[service], new_image)
-        summary = "; ".join(f"{s}: {c.describe()}" for s, c in proofs.items())
-        data = {
-            "containers": {s: {"id": c.id, "started_at": c.started_at.isoformat() if c.started_at else None,
-                               "image_id": c.image_id} for s, c in proofs.items()},
-        }
-        return Outcome(message=summary, data=data)
-
-    def _prove(self, ctx: ExecContext, service: str, before: cf.ServiceState, image: str | None) -> cf.Container:
-        """Poll until a container started after the action is up: healthy, or running for `settle` s without a healthcheck."""
-        deadline = ctx.clock() + self.wait
-        restarts = {c.id: c.restart_count for c in before.containers}
-        while True:
-            state = cf.gather_containers(ctx.transport, self.project_name, service)
-            fresh = [c for c in state.containers
-                     if c.started_at and c.started_at > before.now and (image is None or c.image_id == image)]
-            for c in fresh:
-                crashed = (not c.running or c.status in ("exited", "dead", "restarting") or c.health == "unhealthy"
-                           or c.restart_count > restarts.get(c.id, 0))
-                if crashed:
-                    raise StepError(self._failure(ctx, service, f"{service} did not stay up: {c.describe()}"))
-                up_for = (state.now - c.started_at).total_seconds() if c.started_at else 0.0
-                if c.health == "healthy" or (c.health is None and up_for >= self.settle):
-                    return c
-            if ctx.clock() >= deadline:
-                seen = "; ".join(c.describe() for c in state.containers) or "no container"
-                raise StepError(self._failure(
-                    ctx, service, f"{service}: no new container up within {self.wait:g} s; last seen: {seen}"))
-            ctx.sleep(1.0)
-
-    def _failure(self, ctx: ExecContext, service: str, message: str) -> str:
-        logs = cf.tail_logs(ctx.transport, self.compose, self.project, service, 20)
-        return f"{message}\nlast log lines of {service}:\n{logs}" if logs else message
 
 
 def _services(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -245,7 +146,7 @@ class ComposeReload(ComposeStep):
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
-        decisions = [cf.decide_reload(f.model, s, ctx.notified_paths) for s in _services(self.service)]
+        decisions = [decide_reload(f.model, s, ctx.notified_paths) for s in _services(self.service)]
         actions: list[Action] = []
         for d in decisions:
             if d.action == "rebuild":
@@ -312,52 +213,8 @@ def exec_action(
     stdin: str | None, user: str | None = None, read_only: bool = True, timeout: float | None = 300.0,
 ) -> RunCommand:
     """`compose exec -T` with env names on the command line and their values in the docker CLI's environment."""
-    opts: list[str] = ["exec", "-T"]
-    for key in env:
-        opts += ["-e", key]
-    if user:
-        opts += ["--user", user]
-    full = compose.argv(project, *opts, service, *argv)
-    return RunCommand(full, dict(env), stdin, None, read_only, timeout)
-
-
-@dataclass(frozen=True)
-class LogsAction(Action):
-    """Wait until a service's log since its current container started matches a regex."""
-
-    is_change = False
-    project_name: str
-    service: str
-    expect: str
-    timeout: float
-    interval: float
-
-    def describe(self) -> str:
-        return f"{self.service} log since start matches /{self.expect}/"
-
-    def execute(self, ctx: ExecContext) -> Outcome:
-        pattern = re.compile(self.expect)
-        deadline = ctx.clock() + self.timeout
-        text = ""
-        while True:
-            state = cf.gather_containers(ctx.transport, self.project_name, self.service)
-            running = [c for c in state.containers if c.running]
-            if running:
-                c = max(running, key=lambda c: c.started_at or state.now)
-                since = c.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if c.started_at else "0"
-                result = ctx.transport.run(["docker", "logs", "--since", since, c.id])
-                text = result.out + result.err
-                match = pattern.search(text)
-                if match:
-                    line = text[text.rfind("\n", 0, match.start()) + 1: text.find("\n", match.end()) % (len(text) + 1)]
-                    return Outcome(CommandOutput(("docker", "logs", c.id), 0, text[-4000:]),
-                                   message=f"matched: {line.strip()[:200]}", data={"match": match.group(0)})
-            if ctx.clock() >= deadline:
-                seen = "\n".join(text.strip().splitlines()[-10:]) or "(no running container)"
-                return Outcome(CommandOutput(("docker", "logs"), 1, text[-4000:]), failed=True,
-                               message=f"no log line of {self.service} since it started matches /{self.expect}/ "
-                                       f"within {self.timeout:g} s; last lines:\n{seen}")
-            ctx.sleep(self.interval)
+    return RunCommand(compose.exec_argv(project, service, argv, tuple(env), user), dict(env), stdin, None, read_only,
+                      timeout)
 
 
 @dataclass(frozen=True)
@@ -387,22 +244,6 @@ class ComposeLogs(ComposeStep):
         except re.error as exc:
             raise StepError(f"expect: invalid regex {self.expect!r}: {exc}") from None
         return (LogsAction(f.model.name, self.service, self.expect, self.timeout, self.interval),)
-
-
-@dataclass(frozen=True)
-class Report(Action):
-    """Hands facts already gathered to `register:` (read-only: runs in check mode too)."""
-
-    runs_in_check = True
-    is_change = False
-    what: str
-    facts: Mapping[str, Any]
-
-    def describe(self) -> str:
-        return f"read {self.what}"
-
-    def execute(self, ctx: ExecContext) -> Outcome:
-        return Outcome(data=dict(self.facts))
 
 
 @dataclass(frozen=True)
@@ -448,68 +289,6 @@ class ComposeService(ComposeStep):
 
 
 @dataclass(frozen=True)
-class ContainersProbe(Probe):
-    """Containers of one service and the host's clock."""
-
-    project: cf.Project
-    service: str
-
-    def gather(self, transport: Any) -> cf.ServiceState:
-        compose = cf.detect(transport)
-        model = cf.gather_model(transport, compose, self.project)
-        return cf.gather_containers(transport, model.name, self.service)
-
-
-MARKER = "REMEDIATE_JSON:"
-
-
-def query_result(stdout: str, stderr: str = "", rc: int | None = 0, what: str = "query") -> dict[str, Any]:
-    """The JSON object of a Django shell script's last `REMEDIATE_JSON:` line (the one parser of that line).
-
-    StepError when there is none or it is not a JSON object, with the exit code and the output's tail.
-    """
-    import json
-
-    from ..errors import tail_lines
-
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(MARKER):
-            try:
-                doc = json.loads(line[len(MARKER):])
-            except json.JSONDecodeError as exc:
-                raise StepError(f"{what} printed invalid JSON: {exc}") from None
-            if not isinstance(doc, dict):
-                raise StepError(f"{what} printed JSON that is not an object")
-            return doc
-    raise StepError(f"{what} printed no {MARKER} line (exit {rc}); output:\n{tail_lines(stdout + stderr, 10)}")
-
-
-@dataclass(frozen=True)
-class QueryAction(RunCommand):
-    """A Django shell script fed on stdin; its line starting with REMEDIATE_JSON: is the result."""
-
-    def describe(self) -> str:
-        return f"query {self.argv[-4] if len(self.argv) >= 4 else ''}: python manage.py shell < script".strip()
-
-    def execute(self, ctx: ExecContext) -> Outcome:
-        outcome = super().execute(ctx)
-        out = outcome.output
-        if outcome.failed or out is None:
-            return outcome
-        try:
-            return Outcome(out, data={"json": query_result(out.stdout, out.stderr, out.rc)})
-        except StepError as exc:
-            return Outcome(out, failed=True, message=str(exc))
-
-
-def run_query(transport: Any, action: RunCommand, what: str = "query") -> dict[str, Any]:
-    """Run a read-only Django shell query built by `exec_action` and return its JSON object (StepError if none)."""
-    result = transport.run(action.argv, stdin=(action.stdin or "").encode(), env=action.env or None,
-                           timeout=action.timeout)
-    return query_result(result.out, result.err, result.rc, what)
-
-
-@dataclass(frozen=True)
 class DjangoQuery(ComposeStep):
     """Run a Django shell script from templates/ in a service; values reach it as environment variables.
 
@@ -534,7 +313,7 @@ class DjangoQuery(ComposeStep):
     timeout: float | None = 300.0
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from .. import templating
+        from ..inputs import templating
 
         f = self.facts_of(facts)
         f.model.service(self.service)
@@ -542,3 +321,63 @@ class DjangoQuery(ComposeStep):
         base = exec_action(f.compose, self.project(), self.service, ("python", self.manage, "shell"),
                            {k: str(v) for k, v in self.env.items()}, script, None, self.read_only, self.timeout)
         return (QueryAction(base.argv, base.env, base.stdin, base.cwd, base.read_only, base.timeout),)
+
+
+@dataclass(frozen=True)
+class ReloadDecision:
+    """Restart or rebuild a service, and why."""
+
+    service: str
+    action: str  # "restart" | "rebuild"
+    reason: str
+    builder: str | None = None
+
+
+def decide_reload(model: cf.Model, service_name: str, changed: Sequence[str]) -> ReloadDecision:
+    """A changed file reaching the container through a bind mount -> restart; inside a build context, not mounted -> rebuild."""
+    service = model.service(service_name)
+
+    def rel(path: str) -> str:
+        return posixpath.relpath(path, model.dir) if path.startswith(model.dir.rstrip("/") + "/") else path
+
+    if not changed:
+        return ReloadDecision(service_name, "restart", "no changed files were reported; a restart reloads the code")
+    mounted: list[str] = []
+    rebuild: list[str] = []
+    neither: list[str] = []
+    builder = None
+    for path in changed:
+        if any(m.type == "bind" and _under(path, m.source) for m in service.mounts):
+            mounted.append(path)
+            continue
+        try:
+            candidate = model.builder(service_name)
+        except StepError:
+            candidate = None
+        if candidate and candidate.build_context and _under(path, candidate.build_context):
+            builder = candidate
+            rebuild.append(path)
+        else:
+            neither.append(path)
+    if rebuild and builder is not None and builder.build_context:
+        context = "./" + rel(builder.build_context) if builder.build_context.startswith(model.dir) else builder.build_context
+        via = f"; image built by {builder.name}" if builder.name != service_name else ""
+        return ReloadDecision(
+            service_name, "rebuild",
+            f"{', '.join(rel(p) for p in rebuild)} {'is' if len(rebuild) == 1 else 'are'} in build context {context}, not mounted{via}",
+            builder.name,
+        )
+    if mounted:
+        target = next(m.target for m in service.mounts if m.type == "bind" and _under(mounted[0], m.source))
+        return ReloadDecision(
+            service_name, "restart", f"{', '.join(rel(p) for p in mounted)} {'is' if len(mounted) == 1 else 'are'} bind-mounted at {target}"
+        )
+    return ReloadDecision(
+        service_name, "restart",
+        f"{', '.join(rel(p) for p in neither)} neither mounted nor in a build context of {service_name}; restarting",
+    )
+
+
+def _under(path: str, root: str) -> bool:
+    root = root.rstrip("/")
+    return path == root or path.startswith(root + "/")

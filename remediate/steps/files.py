@@ -6,21 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions import Action, RemoveFile, WriteFile
-from ..errors import StepError
-from ..facts import FileFact, backup_path, read_file
-from .base import Facts, PlanContext, Probe, Step
-
-
-@dataclass(frozen=True)
-class FileProbe(Probe):
-    """The content, mode and owner of one file, and the host's backup root for `backup_dir` ("" = default)."""
-
-    path: str
-    backup_dir: str = ""
-
-    def gather(self, transport: Any) -> FileFact:
-        return read_file(transport, self.path, self.backup_dir)
+from ..actions.base import Action
+from ..actions.files import RemoveFile, WriteFile
+from ..core.errors import StepError
+from ..facts.base import Facts, Probe
+from ..facts.files import FileFact, FileProbe, backup_path
+from .base import PlanContext, Step
 
 
 @dataclass(frozen=True)
@@ -57,7 +48,7 @@ def check_backup_root(fact: FileFact, ctx: PlanContext) -> None:
 
 def _edit(fact: FileFact, edit: Any, ctx: PlanContext) -> tuple[Action, ...]:
     """Decode, apply a pure text edit, validate, and plan a write only if the bytes differ."""
-    from .. import textpatch
+    from ..edits import textpatch
 
     if not fact.exists:
         raise StepError(f"{fact.path} does not exist")
@@ -98,7 +89,7 @@ class PythonAssignment(FileStep):
         return (self.probe(self.path),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from ..pyedit import ensure_assignment
+        from ..edits.pyedit import ensure_assignment
 
         if not self.name.isidentifier():
             raise StepError(f"{self.name!r} is not a Python name")
@@ -129,7 +120,7 @@ class PythonStatement(FileStep):
         return (self.probe(self.path),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from ..pyedit import ensure_statement
+        from ..edits.pyedit import ensure_statement
 
         return _edit(
             facts[self.probe(self.path)],
@@ -162,7 +153,7 @@ class LineInFile(FileStep):
         return (self.probe(self.path),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from ..textpatch import ensure_line
+        from ..edits.textpatch import ensure_line
 
         if self.state not in ("present", "absent"):
             raise StepError(f"state must be 'present' or 'absent', not {self.state!r}")
@@ -196,7 +187,8 @@ class Template(FileStep):
         return (self.probe(self.dest),)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
-        from .. import templating, textpatch
+        from ..inputs import templating
+        from ..edits import textpatch
 
         fact: FileFact = facts[self.probe(self.dest)]
         rendered = templating.render_file(self.src, ctx.template_path, ctx.vars)

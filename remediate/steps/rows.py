@@ -11,130 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import compose as cf
-from ..actions import Action, ExecContext, Outcome
-from ..errors import StepError
-from .base import Facts, PlanContext, Probe
-from .compose import ComposeStep, exec_action, run_query
-
-TEMPLATE = "django_rows.py.j2"
-
-
-def _script() -> str:
-    from .. import resources, templating
-
-    return templating.render_file(TEMPLATE, resources.template_path(), {})
-
-
-def _words(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-@dataclass(frozen=True)
-class RowChange:
-    """One row's fields before and after (JSON values as the row script prints them)."""
-
-    pk: Any
-    label: str
-    before: Mapping[str, Any]
-    after: Mapping[str, Any]
-
-    def as_json(self) -> dict[str, Any]:
-        """The change as the row script and the audit trail take it."""
-        return {"pk": self.pk, "label": self.label, "before": dict(self.before), "after": dict(self.after)}
-
-    @staticmethod
-    def from_json(doc: Mapping[str, Any]) -> RowChange:
-        """A change back from its JSON form."""
-        return RowChange(doc["pk"], str(doc.get("label", doc["pk"])), dict(doc.get("before") or {}),
-                         dict(doc.get("after") or {}))
-
-    def fields_words(self) -> str:
-        """`enabled true -> false, last_run_at null -> "..."`."""
-        return ", ".join(f"{k} {_words(self.before.get(k))} -> {_words(v)}" for k, v in self.after.items())
-
-
-@dataclass(frozen=True)
-class RowsProbe(Probe):
-    """Read-only: the rows of a model a filter selects, the named fields' values, and which differ from `want`."""
-
-    project: cf.Project
-    service: str
-    model: str
-    filter_json: str
-    fields_json: str = "[]"
-    want_json: str = "{}"
-    label: str = "pk"
-    manage: str = "manage.py"
-
-    def gather(self, transport: Any) -> dict[str, Any]:
-        env = {"REMEDIATE_MODEL": self.model, "REMEDIATE_MODE": "read", "REMEDIATE_FILTER": self.filter_json,
-               "REMEDIATE_FIELDS": self.fields_json, "REMEDIATE_SET": self.want_json, "REMEDIATE_LABEL": self.label}
-        query = exec_action(cf.detect(transport), self.project, self.service, ("python", self.manage, "shell"),
-                            env, _script())
-        doc = run_query(transport, query, f"reading {self.model} rows in {self.service}")
-        if not doc.get("ok"):
-            raise StepError(f"cannot read {self.model} rows in {self.service}: {doc.get('error')}")
-        return doc
-
-
-@dataclass(frozen=True)
-class UpdateRows(Action):
-    """Set fields of rows, each only if it still holds the values read at planning time; one transaction."""
-
-    compose: cf.Compose
-    project: cf.Project
-    service: str
-    model: str
-    changes: tuple[RowChange, ...]
-    reason: str = ""
-    force: bool = False
-    manage: str = "manage.py"
-
-    interruptible = False  # one transaction: let it commit or roll back, never kill it half-reported
-
-    def _name(self, change: RowChange) -> str:
-        return f"{self.model.rsplit('.', 1)[-1]} {change.label!r}"
-
-    def describe(self) -> str:
-        why = f" ({self.reason})" if self.reason else ""
-        return "; ".join(f"{self._name(c)}: {c.fields_words()}" for c in self.changes) + why
-
-    def diff(self, host: str) -> str:
-        lines = []
-        for c in self.changes:
-            where = f"{host}:{self.model} {c.label!r} (pk {c.pk})"
-            lines += [f"--- {where}", f"+++ {where}"]
-            if self.reason:
-                lines.append(f"@@ {self.reason} @@")
-            lines += [f"-{k}: {_words(c.before.get(k))}" for k in c.after]
-            lines += [f"+{k}: {_words(v)}" for k, v in c.after.items()]
-        return "".join(line + "\n" for line in lines)
-
-    def audit_fields(self, run_id: str) -> dict[str, Any]:
-        return {
-            "action": self.describe(), "type": "rows", "model": self.model, "service": self.service,
-            "project_dir": self.project.dir, "files": list(self.project.files), "project_name": self.project.name,
-            "manage": self.manage, "reason": self.reason, "changes": [c.as_json() for c in self.changes],
-        }
-
-    def execute(self, ctx: ExecContext) -> Outcome:
-        env = {"REMEDIATE_MODEL": self.model, "REMEDIATE_MODE": "write",
-               "REMEDIATE_CHANGES": json.dumps([c.as_json() for c in self.changes]),
-               "REMEDIATE_FORCE": "1" if self.force else ""}
-        query = exec_action(self.compose, self.project, self.service, ("python", self.manage, "shell"), env, _script())
-        doc = run_query(ctx.transport, query, f"updating {self.model} rows in {self.service}")
-        if not doc.get("ok"):
-            why = "; ".join(doc.get("conflicts") or ()) or str(doc.get("error"))
-            changed = " changed since they were read" if doc.get("conflicts") else ""
-            return Outcome(failed=True, message=f"{self.model} rows{changed}: {why}; nothing was written")
-        done = [RowChange.from_json(c) for c in doc.get("changes") or ()]
-        forced = f" (forced over: {'; '.join(doc['forced'])})" if doc.get("forced") else ""
-        summary = "; ".join(f"{self._name(c)}: {c.fields_words()}" for c in done) or "no field changed"
-        return Outcome(message=f"saved {len(done)} {self.model} row(s): {summary}{forced}",
-                       data={"rows": [c.as_json() for c in done]},
-                       audit={"changes": [c.as_json() for c in done]})
-
+from ..actions.base import Action
+from ..actions.rows import UpdateRows
+from ..core.changes import RowChange, words
+from ..core.errors import StepError
+from ..facts.base import Facts, Probe
+from ..facts.django import RowsProbe
+from .base import PlanContext
+from .compose import ComposeStep
 
 def _json_arg(value: Any, what: str) -> str:
     try:
@@ -262,7 +146,7 @@ def restore_plan(model: str, changes: Sequence[RowChange], now: Mapping[str, Map
         if all(values.get(k) == v for k, v in c.before.items()):
             continue
         if any(values.get(k) != v for k, v in c.after.items()) and not force:
-            seen = ", ".join(f"{k} {_words(values.get(k))}" for k in c.after)
+            seen = ", ".join(f"{k} {words(values.get(k))}" for k in c.after)
             raise StepError(f"{name} changed since that run ({seen}; the run left {c.fields_words()}); "
                             "left as it is (--force restores it anyway)")
         fields = list(dict.fromkeys([*c.after, *c.before]))

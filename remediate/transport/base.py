@@ -4,9 +4,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from ..errors import CommandFailed
+from ..core.errors import CommandFailed
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,34 @@ class CommandResult:
         return self
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who acts on a host: the connection, its user and address, and the fingerprints of both SSH keys."""
+
+    connection: str  # ssh | local
+    user: str | None = None
+    address: str = "local"
+    host_key_fingerprint: str | None = None
+    client_key_fingerprint: str | None = None
+    identity_file: str | None = None
+
+    def audit_fields(self) -> dict[str, Any]:
+        """As the audit trail records it (`host`, `diagnosis` records)."""
+        if self.connection == "local":
+            return {"connection": "local", "ssh_user": None, "address": "local"}
+        return {"connection": self.connection, "ssh_user": self.user, "address": self.address,
+                "host_key_fingerprint": self.host_key_fingerprint,
+                "client_key_fingerprint": self.client_key_fingerprint, "identity_file": self.identity_file}
+
+
 class Transport(Protocol):
-    """Runs argv commands on one host; opened once per host and reused by every step."""
+    """Runs argv commands on one host; opened once per host and reused by every probe and action."""
 
     name: str
+
+    def connect(self) -> None:
+        """Open the connection now (a host that cannot be reached fails before its first step)."""
+        ...
 
     def run(
         self,
@@ -55,6 +79,18 @@ class Transport(Protocol):
         timeout: float | None = None,
     ) -> CommandResult:
         """Run one command and return its result (a non-zero exit is a result, not an error)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Kill the command running now and refuse new ones (called from another thread)."""
+        ...
+
+    def identity(self) -> Identity:
+        """Who acts on the host (known once connected)."""
+        ...
+
+    def notices(self) -> tuple[str, ...]:
+        """What the connection has to tell the operator (a host key it added)."""
         ...
 
     def close(self) -> None:

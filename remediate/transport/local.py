@@ -5,8 +5,8 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from ..errors import CommandFailed
-from .base import CommandResult
+from ..core.errors import CommandFailed
+from .base import CommandResult, Identity
 
 
 class LocalTransport:
@@ -14,6 +14,20 @@ class LocalTransport:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+    def connect(self) -> None:
+        """Nothing to open."""
+
+    def interrupt(self) -> None:
+        """Nothing to kill: a local command is in remediate's own process group, where the signal arrives too."""
+
+    def identity(self) -> Identity:
+        """This machine, as the user remediate runs as."""
+        return Identity("local")
+
+    def notices(self) -> tuple[str, ...]:
+        """Nothing to tell."""
+        return ()
 
     def run(
         self,

@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandFailed, Interrupted, Unreachable
-from .base import CommandResult, shell_command
+from ..core.errors import CommandFailed, Interrupted, Unreachable
+from .base import CommandResult, Identity, shell_command
 
 if TYPE_CHECKING:
     import paramiko
 
-    from ..inventory import Host
+    from ..inputs.inventory import Host
 
 _known_hosts_lock = threading.Lock()
 _parsed_lock = threading.Lock()
@@ -96,7 +96,7 @@ class SSHTransport:
         self.name = host.name
         self.host = host
         self.options = options
-        self.notices: list[str] = []
+        self._notices: list[str] = []
         self._conn: Any = None
         self._transport: paramiko.Transport | None = None
         self.host_key_fingerprint: str | None = None
@@ -145,7 +145,7 @@ class SSHTransport:
                 raise Unreachable(f"{where}: cannot read known_hosts {known}: {exc}") from None
             for keytype, key in (keys or {}).items():
                 client.get_host_keys().add(name, keytype, key)
-        client.set_missing_host_key_policy(_policy(known, self.options.accept_new_host_keys, self.notices))
+        client.set_missing_host_key_policy(_policy(known, self.options.accept_new_host_keys, self._notices))
         try:
             conn.open()
         except paramiko.BadHostKeyException as exc:
@@ -173,6 +173,15 @@ class SSHTransport:
     def interrupt(self) -> None:
         """Kill the running remote command (its whole process group) and refuse new ones."""
         self._interrupted.set()
+
+    def identity(self) -> Identity:
+        """The SSH user and address, the server's host key and the client key, by their SHA256 fingerprints."""
+        return Identity("ssh", self.host.user or getpass.getuser(), f"{self.host.address}:{self.host.port}",
+                        self.host_key_fingerprint, self.client_key_fingerprint, self.host.identity_file)
+
+    def notices(self) -> tuple[str, ...]:
+        """Host keys added with --accept-new-host-keys."""
+        return tuple(self._notices)
 
     def connect(self) -> None:
         """Open the connection and start the host's shell now (to report an unreachable host before any step).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from remediate import history
+from remediate.drift import history
 from remediate.drift import Check, CheckStatus, DriftReport, TaskState
 from tests import fleet_history
 from tests.conftest import Sshd, remediate

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from remediate.actions import ExecContext, WriteFile
-from remediate.errors import StepError
-from remediate.facts import WriteConflict, backup_path, read_file, write_file
-from remediate.inventory import Host
+from remediate.core.errors import StepError
+from remediate.facts.files import WriteConflict, backup_path, read_file, write_file
+from remediate.inputs.inventory import Host
 from remediate.steps.base import PlanContext
-from remediate.steps.files import FileProbe, LineInFile, PythonAssignment
+from remediate.facts.files import FileProbe
+from remediate.steps.files import LineInFile, PythonAssignment
 from remediate.transport.base import Transport
 from remediate.transport.local import LocalTransport
 from remediate.transport.ssh import SSHOptions, SSHTransport
@@ -130,7 +131,7 @@ def test_write_is_atomic_with_a_backup_outside_the_project(project: Path, backup
 
 
 def test_content_that_arrives_damaged_is_never_written(project: Path, backups: Path, transport: SSHTransport) -> None:
-    from remediate.facts import _WRITE
+    from remediate.facts.files import _WRITE
 
     path = project / "base.py"
     path.write_bytes(b"original\n")
@@ -317,8 +318,8 @@ def test_a_later_write_removes_what_killed_writers_left_and_says_so(
 # A controller that is SIGKILLed while it sends a file: the child below writes over its own connection
 _CHILD = """
 import sys
-from remediate.facts import backup_path, read_file, write_file
-from remediate.inventory import Host
+from remediate.facts.files import backup_path, read_file, write_file
+from remediate.inputs.inventory import Host
 from remediate.transport.local import LocalTransport
 from remediate.transport.ssh import SSHOptions, SSHTransport
 kind, path, root, size, address, port, identity, known = sys.argv[1:]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from remediate.errors import CommandFailed
-from remediate.inventory import Host
+from remediate.core.errors import CommandFailed
+from remediate.inputs.inventory import Host
 from remediate.transport.ssh import SSHOptions, SSHTransport
 from tests.conftest import Sshd
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from remediate import cli
-from remediate.audit import AuditError, AuditLog, read_records, verify
-from remediate.redact import Redactor
+from remediate.core.audit import AuditError, AuditLog, read_records, verify
+from remediate.core.redact import Redactor
 
 
 def trail(tmp_path: Path, n: int = 5) -> Path:
@@ -84,7 +84,7 @@ def test_deleted_trail_is_seen_through_the_head(tmp_path: Path) -> None:
 
 
 def test_rewritten_record_with_a_fresh_hash_breaks_the_chain(tmp_path: Path) -> None:
-    from remediate.audit import _canonical, record_hash
+    from remediate.core.audit import _canonical, record_hash
 
     path = trail(tmp_path)
     data = lines(path)
@@ -135,7 +135,7 @@ def test_concurrent_appends_share_fsyncs_and_each_is_on_disk_when_it_returns(
         time.sleep(0.005)
         real_fsync(fd)
 
-    monkeypatch.setattr("remediate.audit.os.fsync", slow_fsync)
+    monkeypatch.setattr("remediate.core.audit.os.fsync", slow_fsync)
     missing = []
 
     def host(name: str) -> None:

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from remediate.backups import BackupFile, RunBackups, TrailView, decide, parse_listing, run_started
-from remediate.errors import StepError
-from remediate.facts import FileFact, backup_path
+from remediate.backups import TrailView, decide
+
+from remediate.facts.backups import BackupFile, RunBackups, parse_listing, run_started
+from remediate.core.errors import StepError
+from remediate.facts.files import FileFact, backup_path
 from remediate.steps.base import PlanContext
 from remediate.steps.files import LineInFile, check_backup_root
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from remediate import celery as cel
-from remediate import templating
-from remediate.errors import Location
+from remediate.inputs import templating
+from remediate.core.errors import Location
 
 NOW = datetime(2026, 11, 25, 10, 0, 30, tzinfo=timezone.utc)
 FEB31 = ("0", "0", "31", "2", "*")

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from remediate.compose import decide_reload, parse_containers, parse_model
-from remediate.errors import StepError
+from remediate.facts.compose import parse_containers, parse_model
+
+from remediate.steps.compose import decide_reload
+from remediate.core.errors import StepError
 
 CONFIG = {
     "name": "edms",

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from remediate import compose as cf
+from remediate.facts import compose as cf
 from remediate.actions import ExecContext, RunCommand
-from remediate.errors import StepError
+from remediate.core.errors import StepError
 from remediate.steps.base import PlanContext
-from remediate.steps.compose import ComposeExec, ComposeRestart, ServiceAction
+from remediate.actions.compose import ServiceAction
+from remediate.steps.compose import ComposeExec, ComposeRestart
 from remediate.transport.base import CommandResult
 from tests.fakes import FakeTransport, ok
 
@@ -171,9 +172,10 @@ EXEC_PLAYBOOK = """\
 @pytest.mark.parametrize(("check", "reads"), [(True, 1), (False, 2)])
 def test_the_compose_model_is_read_once_per_host_until_something_changes(tmp_path: Any, check: bool,
                                                                         reads: int) -> None:
-    from remediate.executor import HostRunner, RunOptions
-    from remediate.inventory import Host
-    from remediate.playbook import load_playbook
+    from remediate.core.options import RunOptions
+    from remediate.engine.host import HostRunner
+    from remediate.inputs.inventory import Host
+    from remediate.api import load_playbook
 
     (tmp_path / "p.yml").write_text(EXEC_PLAYBOOK)
     config = ("docker-compose", "--project-directory", "/srv/edms", "config")

@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 
-from remediate.audit import AuditLog, read_records
-from remediate.errors import StepError
-from remediate.executor import HostRunner, RunOptions
-from remediate.inventory import Host
-from remediate.playbook import load_playbook
-from remediate.results import Status
-from remediate.rollback import plan_from_records, rollback_plays
-from remediate.steps.rows import RowChange, restore_plan
+from remediate.core.audit import AuditLog, read_records
+from remediate.core.errors import StepError
+from remediate.core.options import RunOptions
+from remediate.engine.host import HostRunner
+from remediate.inputs.inventory import Host
+from remediate.api import load_playbook
+from remediate.core.results import Status
+from remediate.engine.rollback import plan_from_records, rollback_plays
+from remediate.core.changes import RowChange
+from remediate.steps.rows import restore_plan
 from remediate.transport.base import CommandResult
 from tests.fakes import FakeFiles, FakeTransport, ok
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from remediate import celery as cel
-from remediate import drift, history, notify
-from remediate.diagnose import Finding, HostDiagnosis
-from remediate.drift import Check, CheckStatus, DriftExit
-from remediate.errors import Location
-from remediate.results import HostResult, RunReport, Status, StepResult
+from remediate import api, drift
+from remediate.core.options import RunOptions
+from remediate.core.state import StateDir
+from remediate.drift import history, notify
+from remediate.diagnose import Finding, HostDiagnosis, Severity
+from remediate.core.results import ExitCode as DriftExit, Mode
+from remediate.drift import Check, CheckStatus
+from remediate.core.errors import Location
+from remediate.core.results import HostResult, RunReport, Status, StepResult
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 SITE = "/x/playbooks/celery-beat-database-scheduler.yml"
@@ -26,11 +29,11 @@ def step(status: Status, path: str = SITE, name: str = "s", diff: str = "", mess
 
 
 def run(*hosts: HostResult) -> RunReport:
-    return RunReport("r1", "check", hosts)
+    return RunReport("r1", Mode.CHECK, hosts)
 
 
-def healthy(host: str, *findings: Finding, error: str = "", tasks: list[dict[str, object]] | None = None) -> HostDiagnosis:
-    return HostDiagnosis(host, findings, {"periodic_tasks": tasks or []}, error)
+def healthy(host: str, *findings: Finding, error: str = "", tasks: tuple[cel.TaskHealth, ...] = ()) -> HostDiagnosis:
+    return HostDiagnosis(host, findings, error=error, tasks=tasks)
 
 
 def assess(check_run: RunReport | None, *diagnoses: HostDiagnosis, hosts: tuple[str, ...] = ("web-1",)) -> drift.DriftReport:
@@ -61,24 +64,24 @@ def test_a_step_that_would_change_is_drift_of_its_playbook_with_the_diff() -> No
      f"probe [{SITE}:3]: boom"),
 ])
 def test_unreachable_or_failed_hosts_are_errors_exit_1(host: HostResult, expected: str) -> None:
-    report = assess(run(host), healthy("web-1", Finding("problem", "never_run", "x")))
+    report = assess(run(host), healthy("web-1", Finding(Severity.PROBLEM, "never_run", "x")))
     assert report.exit_code() == DriftExit.ERROR
     assert report.checks[0].status == CheckStatus.ERROR and report.checks[0].details == (expected,)
 
 
 def test_health_problems_drift_and_warnings_do_not_change_the_exit_code() -> None:
-    warn_only = assess(None, healthy("web-1", Finding("warning", "never_fires", "Send Test Email: 31 February"),
-                                     Finding("warning", "dual_configuration", "both")))
+    warn_only = assess(None, healthy("web-1", Finding(Severity.WARNING, "never_fires", "Send Test Email: 31 February"),
+                                     Finding(Severity.WARNING, "dual_configuration", "both")))
     assert warn_only.exit_code() == DriftExit.CLEAN
     assert warn_only.warnings() == (("web-1/beat_scheduler", "dual_configuration: both"),
                                     ("web-1/tasks_ran", "never_fires: Send Test Email: 31 February"))
 
     both = assess(None, healthy(
         "web-1",
-        Finding("problem", "beat_scheduler", "celery_beat runs celery.beat.PersistentScheduler"),
-        Finding("problem", "unregistered_tasks", "apps.audit.integrity_tasks.verify_chain"),
-        Finding("problem", "never_run", "PeriodicTask 'Verify chain': never run; was due 2026-11-25 11:00:00Z"),
-        Finding("problem", "something_new", "a code diagnose learned later"),
+        Finding(Severity.PROBLEM, "beat_scheduler", "celery_beat runs celery.beat.PersistentScheduler"),
+        Finding(Severity.PROBLEM, "unregistered_tasks", "apps.audit.integrity_tasks.verify_chain"),
+        Finding(Severity.PROBLEM, "never_run", "PeriodicTask 'Verify chain': never run; was due 2026-11-25 11:00:00Z"),
+        Finding(Severity.PROBLEM, "something_new", "a code diagnose learned later"),
     ))
     assert both.exit_code() == DriftExit.DRIFT
     assert [c.name for c in both.drifted()] == ["beat_scheduler", "tasks_registered", "tasks_ran", drift.OTHER_HEALTH]
@@ -117,13 +120,13 @@ def test_task_windows_from_assess_never_run_overdue_pending_and_never_fires() ->
 
 
 def test_task_states_name_due_times() -> None:
-    diag = healthy("web-1", Finding("problem", "never_run", "x"), tasks=[
-        {"name": "Verify chain", "task": "apps.audit.integrity_tasks.verify_chain", "status": "never_run",
-         "schedule": "cron '0 * * * *' (UTC)", "last_due": "2026-11-25 11:00:00Z", "last_run_at": "never",
-         "next_due": "2026-11-25 13:00:00Z", "detail": "never run; was due 2026-11-25 11:00:00Z"},
-        {"name": "ok", "task": "t", "status": "ok", "schedule": "", "last_due": None, "last_run_at": "x",
-         "next_due": "y", "detail": ""},
-    ])
+    verify_chain = cel.Task("Verify chain", "apps.audit.integrity_tasks.verify_chain", True, "0 * * * *", "UTC", None,
+                            None, 0)
+    diag = healthy("web-1", Finding(Severity.PROBLEM, "never_run", "x"), tasks=(
+        cel.TaskHealth(verify_chain, "never_run", datetime(2026, 11, 25, 11, tzinfo=timezone.utc),
+                       datetime(2026, 11, 25, 13, tzinfo=timezone.utc), "never run; was due 2026-11-25 11:00:00Z"),
+        cel.TaskHealth(cel.Task("ok", "t", True, None, "UTC", 60.0, T0, 1), "ok", None, T0, ""),
+    ))
     report = assess(None, diag)
     (task,) = report.tasks
     assert (task.name, task.status, task.last_due, task.last_run_at) == ("Verify chain", "never_run", "2026-11-25 11:00:00Z", None)
@@ -133,7 +136,7 @@ def test_task_states_name_due_times() -> None:
 
 def test_documents_round_trip() -> None:
     report = assess(run(HostResult("web-1", Status.WOULD_CHANGE, (step(Status.WOULD_CHANGE, diff="d\n"),))),
-                    healthy("web-1", Finding("warning", "never_fires", "w")))
+                    healthy("web-1", Finding(Severity.WARNING, "never_fires", "w")))
     again = drift.from_doc(json.loads(json.dumps(drift.to_doc(report))))
     assert again == report
 
@@ -176,7 +179,7 @@ def test_notification_payload_is_slack_compatible() -> None:
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1:80", "http:///path", ""])
 def test_notify_url_must_be_http(url: str) -> None:
-    from remediate.errors import InputError
+    from remediate.core.errors import InputError
 
     with pytest.raises(InputError, match="--notify expects"):
         notify.check_url(url)
@@ -206,9 +209,9 @@ def test_history_records_lists_and_remembers_announcements(tmp_path: Path) -> No
 def test_fix_outcome_exit_codes() -> None:
     drifted = _report(Check("a", "c", DRIFT))
     clean = _report(Check("a", "c", OK))
-    changed = RunReport("r2", "apply", (HostResult("a", Status.CHANGED),))
-    failed = RunReport("r2", "apply", (HostResult("a", Status.FAILED, (), "boom"),))
-    interrupted = RunReport("r2", "apply", (HostResult("a", Status.FAILED, (), "interrupted"),), True)
+    changed = RunReport("r2", Mode.APPLY, (HostResult("a", Status.CHANGED),))
+    failed = RunReport("r2", Mode.APPLY, (HostResult("a", Status.FAILED, (), "boom"),))
+    interrupted = RunReport("r2", Mode.APPLY, (HostResult("a", Status.FAILED, (), "interrupted"),), True)
     assert drift.FixOutcome(drifted, None, None).exit_code() == 2
     assert drift.FixOutcome(drifted, changed, clean).exit_code() == 0
     assert drift.FixOutcome(drifted, changed, drifted).exit_code() == 2
@@ -236,5 +239,6 @@ def test_a_drift_check_opens_one_transport_per_host(tmp_path: Path, monkeypatch:
             opened.append(name)
 
     monkeypatch.setattr("remediate.transport.local.LocalTransport", Counted)
-    drift.check(drift.DriftOptions("x", (str(tmp_path / "p.yml"),), str(tmp_path / "inv.yml")))
+    loaded = api.load("x", (str(tmp_path / "p.yml"),), RunOptions(), str(tmp_path / "inv.yml"))
+    api.drift_check(loaded, "x", RunOptions(), StateDir(tmp_path / "state"))
     assert sorted(opened) == ["a", "b"] and sorted(closed) == ["a", "b"]

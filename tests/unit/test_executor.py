@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remediate.executor import HostRunner, RunOptions
-from remediate.inventory import Host
-from remediate.playbook import load_playbook
-from remediate.results import Status
+from remediate.core.options import RunOptions
+
+from remediate.engine.host import HostRunner
+from remediate.inputs.inventory import Host
+from remediate.api import load_playbook
+from remediate.core.results import Status
 from tests.fakes import FakeFiles, FakeTransport, ok
 
 PLAYBOOK = """\
@@ -89,7 +91,7 @@ def test_anchor_matching_several_lines_fails_the_step(tmp_path: Path) -> None:
 def test_each_step_carries_the_time_it_took(tmp_path: Path) -> None:
     import time
 
-    from remediate.report import step_json
+    from remediate.core.report import step_json
     from remediate.transport.base import CommandResult
 
     files = FakeFiles({"/etc/app.conf": b"# settings\n"})

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from remediate import drift, junit
-from remediate.diagnose import Finding, HostDiagnosis
+from remediate import drift
+from remediate.drift import junit
+from remediate.diagnose import Finding, HostDiagnosis, Severity
 from remediate.drift import Check, CheckStatus, DriftReport
-from remediate.errors import Location
-from remediate.results import HostResult, RunReport, Status, StepResult
+from remediate.core.errors import Location
+from remediate.core.results import HostResult, Mode, RunReport, Status, StepResult
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "junit-10.xsd"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -51,14 +52,14 @@ def step(path: str, status: Status, seconds: float, diff: str = "") -> StepResul
 
 def fleet() -> DriftReport:
     """web-1 drifts on the scheduler playbook and beat (a warning too); web-2 is unreachable."""
-    check_run = RunReport("r1", "check", (
+    check_run = RunReport("r1", Mode.CHECK, (
         HostResult("web-1", Status.WOULD_CHANGE, (step(SCHEDULER, Status.WOULD_CHANGE, 1.25, "--- a\n+++ b\n+X = 1\n"),
                                                   step(SCHEDULER, Status.OK, 0.5), step(MODULES, Status.OK, 0.75))),
         HostResult("web-2", Status.UNREACHABLE, (), "[Errno 111] Connection refused"),
     ))
     diagnoses = (
-        HostDiagnosis("web-1", (Finding("problem", "beat_scheduler", "celery_beat runs PersistentScheduler"),
-                                Finding("warning", "never_fires", "manual <only> & fine")), {"periodic_tasks": []}),
+        HostDiagnosis("web-1", (Finding(Severity.PROBLEM, "beat_scheduler", "celery_beat runs PersistentScheduler"),
+                                Finding(Severity.WARNING, "never_fires", "manual <only> & fine"))),
         HostDiagnosis("web-2", error="unreachable: [Errno 111] Connection refused"),
     )
     report = drift.assess("lab", "r1", T0, ("web-1", "web-2"), NAMES, check_run, diagnoses,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from remediate.errors import InputError
-from remediate.inventory import load_inventory
-from remediate.playbook import load_playbook
+from remediate.core.errors import InputError
+from remediate.inputs.inventory import load_inventory
+from remediate.api import load_playbook
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

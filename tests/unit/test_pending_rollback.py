@@ -8,18 +8,20 @@ from typing import Any
 import pytest
 
 from remediate.actions import RemoveFile, WriteFile
-from remediate.audit import AuditError, AuditLog, RunAudit, read_records
-from remediate.errors import InputError, StepError
-from remediate.executor import HostRunner, RunOptions
-from remediate.facts import _WRITE, FileFact
-from remediate.inventory import Host
-from remediate.pending import PendingStore
-from remediate.playbook import load_playbook
-from remediate.redact import Redactor
-from remediate.results import Status
-from remediate.rollback import plan_from_records
+from remediate.core.audit import AuditError, AuditLog, RunAudit, read_records
+from remediate.core.errors import InputError, StepError
+from remediate.core.options import RunOptions
+from remediate.engine.host import HostRunner
+from remediate.facts.files import _WRITE, FileFact
+from remediate.inputs.inventory import Host
+from remediate.engine.pending import PendingStore
+from remediate.api import load_playbook
+from remediate.core.redact import Redactor
+from remediate.core.results import Status
+from remediate.engine.rollback import plan_from_records
 from remediate.steps.base import PlanContext
-from remediate.steps.files import FileProbe, RestoreBackup
+from remediate.facts.files import FileProbe
+from remediate.steps.files import RestoreBackup
 from remediate.transport.base import CommandResult
 from tests.fakes import FakeFiles, FakeTransport, ok
 
@@ -242,7 +244,7 @@ def test_interrupt_during_a_command_kills_it(tmp_path: Path) -> None:
 
     def probe(argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
         holder[0].interrupt()
-        from remediate.errors import Interrupted
+        from remediate.core.errors import Interrupted
         raise Interrupted("interrupted: probe (remote process group 42 killed)")
 
     files.attach(t).on(("probe",), probe)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from remediate.pyedit import ensure_assignment, ensure_statement, render_literal
-from remediate.textpatch import EditError, decode, encode
+from remediate.edits.pyedit import ensure_assignment, ensure_statement, render_literal
+from remediate.edits.textpatch import EditError, decode, encode
 
 SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from remediate.redact import MASK, Redactor, ShortSecret, is_secret_name, redactor_for
+from remediate.core.redact import MASK, Redactor, ShortSecret, is_secret_name, redactor_for
 
 
 @pytest.mark.parametrize("name, secret", [

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from remediate import drift, history, htmlreport
-from remediate.diagnose import Finding, HostDiagnosis
+from remediate import drift
+from remediate.drift import history, html as htmlreport
+from remediate.diagnose import Finding, HostDiagnosis, Severity
 from remediate.drift import Check, CheckStatus, DriftReport
-from remediate.driftcli import parse_since
-from remediate.errors import InputError, Location
-from remediate.history import CheckSet
-from remediate.results import HostResult, RunReport, Status, StepResult
+from remediate.cli.common import parse_since
+from remediate.core.errors import InputError, Location
+from remediate.drift.history import CheckSet
+from remediate.core.results import HostResult, Mode, RunReport, Status, StepResult
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 OK, DRIFT, ERROR = CheckStatus.OK, CheckStatus.DRIFT, CheckStatus.ERROR
@@ -104,8 +105,8 @@ def test_check_durations_come_from_the_steps_and_the_host_diagnosis() -> None:
     path = "/x/playbooks/scheduler.yml"
     steps = tuple(StepResult(f"s{i}", "python_assignment", Status.OK, Location(path, i), duration=0.25 * i)
                   for i in (1, 2, 3))
-    check_run = RunReport("r", "check", (HostResult("h", Status.OK, steps), HostResult("down", Status.UNREACHABLE)))
-    diagnoses = (HostDiagnosis("h", (Finding("problem", "never_run", "x"),)), HostDiagnosis("down", error="refused"))
+    check_run = RunReport("r", Mode.CHECK, (HostResult("h", Status.OK, steps), HostResult("down", Status.UNREACHABLE)))
+    diagnoses = (HostDiagnosis("h", (Finding(Severity.PROBLEM, "never_run", "x"),)), HostDiagnosis("down", error="refused"))
     name = drift.playbook_check_name(path)
     r = drift.assess("lab", "r", T0, ("h", "down"), (name,), check_run, diagnoses, {name: "playbooks/scheduler.yml"},
                      {"h": 2.5})

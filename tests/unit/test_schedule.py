@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from remediate import schedule
-from remediate.errors import InputError
+from remediate.drift import schedule
+from remediate.core.errors import InputError
 from tests.conftest import remediate
 
 
@@ -100,7 +100,7 @@ def test_systemd_install_writes_service_and_timer(tmp_path: Path) -> None:
 
 
 def test_files_remediate_did_not_write_are_left_alone(tmp_path: Path) -> None:
-    from remediate.errors import RemediateError
+    from remediate.core.errors import RemediateError
 
     root = tmp_path / "root"
     theirs = root / "etc/cron.d/remediate-drift-lab"

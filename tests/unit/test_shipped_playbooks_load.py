@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from remediate import api
-from remediate.errors import InputError
-from remediate.executor import RunOptions
+from remediate.core.errors import InputError
+from remediate.core.options import RunOptions
 
 INVENTORY = "vars: {compose_dir: /srv/edms}\nhosts:\n  here: {connection: local}\n"
 TWO_PLAYS = """\
@@ -48,7 +48,7 @@ def test_a_result_registered_only_in_a_later_play_is_still_undefined(tmp_path: P
     ("['celery', 'beat'] | select('search', 'ea') | list", ["beat"]),
 ])
 def test_regex_tests_of_the_shipped_playbooks(expression: str, expected: object) -> None:
-    from remediate import templating
-    from remediate.errors import Location
+    from remediate.inputs import templating
+    from remediate.core.errors import Location
 
     assert templating.evaluate(expression, {}, Location("x.yml", 1), "t") == expected

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from remediate.textpatch import EditError, TextFormat, decode, encode, ensure_line
+from remediate.edits.textpatch import EditError, TextFormat, decode, encode, ensure_line
 
 BOM = b"\xef\xbb\xbf"
 

@@ -1,0 +1,122 @@
+"""Celery verifications: the worker registered the expected tasks; the soonest-due PeriodicTasks really ran."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..celery.schedules import iso, soonest
+from ..celery.tasks import unregistered
+from ..core.errors import StepError, tail_lines
+from ..core.results import CommandOutput
+from ..facts import compose as cf
+from ..facts.celery import CeleryState, ask_beat, parse_state, registered
+from ..facts.django import ShellQuery
+from .base import Action, ExecContext, Outcome
+
+
+@dataclass(frozen=True)
+class RegisteredAction(Action):
+    """Poll `celery inspect registered` in the worker until it answers; every expected task must be registered."""
+
+    is_change = False
+    argv: tuple[str, ...]
+    expect: tuple[str, ...]
+    timeout: float
+    interval: float
+
+    def describe(self) -> str:
+        return f"worker registers {len(self.expect)} task(s): {', '.join(self.expect)}"
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        deadline = ctx.clock() + self.timeout
+        last = ""
+        while True:
+            result = ctx.transport.run(self.argv, timeout=max(self.interval * 4, 30))
+            last = (result.out + result.err).strip()
+            names = registered(result)
+            if names is not None:
+                missing = unregistered(self.expect, names)
+                out = CommandOutput(self.argv, result.rc, result.out[-4000:], result.err[-2000:])
+                data = {"registered": sorted(names), "missing": missing}
+                if missing:
+                    return Outcome(out, failed=True, data=data,
+                                   message=f"not registered with the worker: {', '.join(missing)}")
+                return Outcome(out, data=data, message=f"all {len(self.expect)} expected task(s) registered")
+            if ctx.clock() >= deadline:
+                return Outcome(CommandOutput(self.argv, result.rc, result.out, result.err), failed=True,
+                               message=f"the worker did not answer `inspect registered` within {self.timeout:g} s; "
+                                       f"last output:\n{tail_lines(last, 8)}")
+            ctx.progress("waiting for the worker to answer `celery inspect registered`")
+            ctx.sleep(self.interval)
+
+
+@dataclass(frozen=True)
+class TasksRunAction(Action):
+    """Wait until the PeriodicTask(s) due soonest after beat (re)started show a new run in the database."""
+
+    is_change = False
+    project_name: str
+    beat_service: str
+    state: ShellQuery  # the state query, in the service that reads the database
+    probe: ShellQuery  # beat's own probe, in beat's container
+    interval: float
+    grace: float
+
+    def describe(self) -> str:
+        return f"periodic tasks show runs after {self.beat_service} started (last_run_at, total_run_count, TaskResult)"
+
+    def _lag(self, ctx: ExecContext) -> tuple[timedelta, str]:
+        """Beat's own answer (in its container) to how long after a send it saves last_run_at, and why."""
+        probe = ask_beat(ctx.transport, self.probe)
+        if probe.error:
+            raise StepError(f"{self.beat_service}: {probe.error}")
+        return probe.lag(), probe.lag_words()
+
+    def _query(self, ctx: ExecContext, since: datetime) -> CeleryState:
+        return parse_state(self.state.ask(ctx.transport, "state query", REMEDIATE_SINCE=since.isoformat()))
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        containers = cf.gather_containers(ctx.transport, self.project_name, self.beat_service)
+        running = [c for c in containers.containers if c.running and c.started_at]
+        if not running:
+            return Outcome(failed=True, message=f"{self.beat_service} is not running")
+        started = max(c.started_at for c in running if c.started_at)
+        state = self._query(ctx, started)
+        first = soonest(state.tasks, started)
+        if first is None:
+            return Outcome(failed=True, message="no enabled PeriodicTask can fire: nothing to verify runs with")
+        due, chosen = first
+        lag, lag_words = self._lag(ctx)
+        deadline = due + lag + timedelta(seconds=self.grace)
+        now = state.now or containers.now
+        names = ", ".join(t.name for t in chosen)
+        limit = now + timedelta(seconds=ctx.verify_timeout)
+        data: dict[str, Any] = {"tasks": [t.name for t in chosen], "due": due.isoformat(), "deadline": deadline.isoformat(),
+                                "beat_started": started.isoformat(), "sync_lag": lag.total_seconds(), "lag": lag_words}
+        if deadline > limit:
+            return Outcome(pending=True, data={**data, "confirm_after": deadline.isoformat()},
+                           message=f"PENDING: {names} first due {iso(due)}; can be confirmed after {iso(deadline)} "
+                                   f"(beyond --verify-timeout {ctx.verify_timeout:g} s)")
+        while True:
+            current = {t.name: t for t in state.tasks}
+            seen = []
+            done = True
+            for task in chosen:
+                t = current.get(task.name)
+                ran = bool(t and t.last_run_at and t.last_run_at > started and t.total_run_count > 0)
+                executed = state.results_since(task.task)
+                seen.append(f"{task.name}: last_run_at {iso(t.last_run_at) if t else 'gone'}, runs {t.total_run_count if t else 0}"
+                            + (f", results since restart {executed}" if executed is not None else ""))
+                done &= ran and (executed is None or executed > 0)
+            summary = "; ".join(seen)
+            if done:
+                return Outcome(message=f"ran after {self.beat_service} started: {summary}", data={**data, "seen": summary})
+            now = state.now or now
+            if now >= deadline:
+                return Outcome(failed=True, data={**data, "seen": summary},
+                               message=f"{names} due {iso(due)} did not show a run by the deadline {iso(deadline)}; "
+                                       f"last seen: {summary}")
+            ctx.progress(f"{names} due {iso(due)}, deadline {iso(deadline)} ({lag_words}); last seen: {summary}")
+            ctx.sleep(self.interval)
+            state = self._query(ctx, started)

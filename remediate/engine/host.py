@@ -1,0 +1,126 @@
+"""One host's run: connect, say who acts, run its plays in order over its one transport, roll a play back when a
+verification asks for it, and end with the host's result (and a copy of its records on the host, if asked)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from ..core.audit import AuditError, RunAudit
+from ..core.errors import StepError, Unreachable
+from ..core.options import RunOptions
+from ..core.results import HostResult, Status, host_status
+from ..inputs.inventory import Host
+from ..inputs.playbook import Play
+from ..transport.base import Transport
+from .act import Actor
+from .context import HostContext
+from .control import Events, Interrupt, NoEvents, Stop
+from .known import HostFacts
+from .pending import Owed, PendingStore
+from .play import HostLog, PlayRunner
+from .recovery import restore_plays
+from .step import StepRunner
+
+
+class HostRunner:
+    """Runs every play for one host over that host's one transport."""
+
+    def __init__(
+        self,
+        host: Host,
+        plays: tuple[Play, ...],
+        transport: Transport,
+        options: RunOptions,
+        run_id: str,
+        template_path: tuple[str, ...] = (),
+        events: Events | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        audit: RunAudit | None = None,
+        pending: PendingStore | None = None,
+        interrupt: Interrupt | None = None,
+    ) -> None:
+        self.ctx = HostContext(host, transport, options, run_id, template_path, events or NoEvents(), sleep, clock, audit)
+        self.plays = plays
+        self.stop = Stop(transport)
+        self.log = HostLog()
+        self._interrupt = interrupt
+        facts = HostFacts(transport)
+        owed = Owed(pending, host.name, options.check)
+        self.actor = Actor(self.ctx, facts, self.stop, owed)
+        self.runner = PlayRunner(self.ctx, StepRunner(self.ctx, facts, self.actor), owed, self.stop, self.log)
+
+    def interrupt(self) -> None:
+        """Stop after the current action; kill the current remote command unless it is a file write."""
+        self.stop.request()
+
+    def run(self) -> HostResult:
+        """All plays in order; a failed step stops this host, never the others."""
+        if self._interrupt is not None:
+            self._interrupt.register(self.stop)
+        try:
+            result = self._run()
+        finally:
+            if self._interrupt is not None:
+                self._interrupt.unregister(self.stop)
+        try:
+            self.ctx.record("host_end", status=result.status.value, message=result.message,
+                            interrupted=bool(self.log.interrupted_at))
+        except AuditError as exc:
+            result = replace(result, status=Status.FAILED, message=f"{result.message}\n{exc}".strip())
+        note = self._copy_trail(result)
+        return replace(result, notices=result.notices + (note,)) if note else result
+
+    def _run(self) -> HostResult:
+        name, log = self.ctx.host.name, self.log
+        if self.stop.requested():
+            log.interrupted_at = "before this host started"
+            return HostResult(name, Status.FAILED, (), "interrupted before this host started")
+        try:
+            self.ctx.transport.connect()
+            self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
+            for play in self.plays:
+                played = self.runner.run(play)
+                if played.roll_back:
+                    self._roll_back(play)
+                if not played.go_on:
+                    break
+        except Unreachable as exc:
+            return HostResult(name, Status.UNREACHABLE, tuple(log.results), str(exc), self._notices())
+        except AuditError as exc:
+            return HostResult(name, Status.FAILED, tuple(log.results), str(exc), self._notices())
+        counted = tuple(r for r in log.results if not r.ignored)
+        failed = next((r for r in counted if r.status == Status.FAILED), None)
+        status = Status.FAILED if failed else host_status(counted)
+        message = f"{failed.name}: {failed.message}" if failed else ""
+        if log.interrupted_at:
+            status = Status.FAILED
+            message = f"interrupted {log.interrupted_at}" + (f"\n{message}" if message else "")
+        return HostResult(name, status, tuple(log.results), message, self._notices())
+
+    def _roll_back(self, play: Play) -> None:
+        """on_verify_failure: rollback: restore what this run wrote in the play, then run the handlers they notify."""
+        plays, what = restore_plays(play, self.actor.written, self.ctx.host.name, self.ctx.run_id)
+        if not plays:
+            return
+        self.ctx.record("notice", message=f"verification failed: rolling back {what} (on_verify_failure)")
+        self.log.notices.append(f"verification failed: rolled back {what} and ran the handlers the files notify")
+        for restore in plays:
+            self.runner.run(restore)
+
+    def _notices(self) -> tuple[str, ...]:
+        return self.ctx.transport.notices() + tuple(self.log.notices)
+
+    def _copy_trail(self, result: HostResult) -> str:
+        """With `audit_remote_dir` set for the host, append this run's records about it there; say if that failed."""
+        audit, remote = self.ctx.audit, self.ctx.host.vars.get("audit_remote_dir")
+        if not remote or audit is None or result.status == Status.UNREACHABLE or self.log.interrupted_at:
+            return ""
+        where = f"{remote}/audit.jsonl"
+        try:
+            done = self.ctx.transport.run(["sh", "-c", 'mkdir -p -- "$0" && cat >> "$0/audit.jsonl"', str(remote)],
+                                          stdin=audit.lines_for(self.ctx.host.name))
+        except (StepError, Unreachable) as exc:
+            return f"audit copy to {where} failed: {exc}"
+        return "" if done.ok else f"audit copy to {where} failed: {done.err.strip() or f'exit {done.rc}'}"

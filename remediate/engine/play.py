@@ -1,0 +1,126 @@
+"""One play on one host: its steps in order (as tags select them), then the handlers their changes notified, and
+the reloads an earlier run still owes for the play."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..core.results import Status, StepResult
+from ..inputs.playbook import Play, StepSpec
+from .context import HostContext, playbook_key
+from .control import Stop
+from .pending import Owed, PendingReload
+from .step import StepRunner
+
+
+@dataclass
+class HostLog:
+    """What a host's run has to report so far: its step results, notices, and where an interrupt stopped it."""
+
+    results: list[StepResult] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    interrupted_at: str = ""
+
+
+@dataclass(frozen=True)
+class Played:
+    """How a play ended: whether the host goes on, and whether a verification failed that asks for a rollback."""
+
+    go_on: bool
+    roll_back: bool = False
+
+
+class PlayRunner:
+    """Runs plays for one host; registered results outlive their play, as in Ansible."""
+
+    def __init__(self, ctx: HostContext, steps: StepRunner, owed: Owed, stop: Stop, log: HostLog) -> None:
+        self.ctx = ctx
+        self.steps = steps
+        self.owed = owed
+        self.stop = stop
+        self.log = log
+        self.registered: dict[str, Any] = {}
+
+    def variables(self, play: Play) -> dict[str, Any]:
+        """Variables by precedence: play defaults < inventory < play vars < registered < -e extra vars."""
+        return {
+            **play.defaults, **self.ctx.host.vars, **play.vars, **self.registered, **self.ctx.options.extra_vars,
+            "inventory_hostname": self.ctx.host.name, "run_id": self.ctx.run_id,
+        }
+
+    def run(self, play: Play) -> Played:
+        """The play's steps, then its notified handlers; a failed step ends the host's run."""
+        variables = self.variables(play)
+        notified: dict[str, list[str]] = {}
+        for owed in self._owed(play):
+            notified.setdefault(owed.handler, []).extend(owed.paths)
+        for spec in play.steps:
+            if not self._selected(spec, play):
+                continue
+            if self.stop.requested():
+                self.log.interrupted_at = f"before step {spec.name!r}"
+                return Played(False)
+            debts: list[PendingReload] = []
+            result = self.steps.run(spec, play, variables, debts=debts)
+            self._done(spec, result, variables)
+            if debts and not result.changed:
+                # changed_when said no change (or the step failed): no reload is owed for it
+                self.owed.discard(tuple(debts))
+            if result.status == Status.FAILED and not spec.ignore_errors:
+                if self.stop.requested():
+                    self.log.interrupted_at = f"during step {spec.name!r}"
+                    return Played(False)
+                rollback = spec.verify and play.on_verify_failure == "rollback" and not self.ctx.options.check
+                return Played(False, rollback)
+            if result.changed:
+                for name in spec.notify:
+                    notified.setdefault(name, []).extend(result.changed_paths)
+        return Played(self._handlers(play, notified, variables))
+
+    def _handlers(self, play: Play, notified: Mapping[str, list[str]], variables: dict[str, Any]) -> bool:
+        for handler in play.handlers:
+            hits = tuple(n for n in (handler.name, *handler.listen) if n in notified)
+            if not hits:
+                continue
+            if self.stop.requested():
+                self.log.interrupted_at = f"before handler {handler.name!r}"
+                return False
+            paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
+            result = replace(self.steps.run(handler, play, variables, paths), handler=True)
+            self._done(handler, result, variables)
+            if result.status != Status.FAILED:
+                self.owed.settle(playbook_key(play), play.name, hits)
+            if result.status == Status.FAILED and not handler.ignore_errors:
+                if self.stop.requested():
+                    self.log.interrupted_at = f"during handler {handler.name!r}"
+                return False
+        return True
+
+    def _done(self, spec: StepSpec, result: StepResult, variables: dict[str, Any]) -> None:
+        """Keep the result, tell the live output and the audit trail (verification outcomes included), register it."""
+        self.log.results.append(result)
+        self.ctx.events.step_done(self.ctx.host.name, result)
+        self.ctx.record(
+            "step", step=result.name, kind=result.kind, where=str(result.where), status=result.status.value,
+            verify=spec.verify, handler=result.handler, message=result.message, changed_paths=list(result.changed_paths),
+            rc=result.output.rc if result.output is not None else None,
+        )
+        if spec.register:
+            variables[spec.register] = self.registered[spec.register] = result.as_vars()
+
+    def _owed(self, play: Play) -> tuple[PendingReload, ...]:
+        """Reloads an earlier run on this host owes for this play: its handlers run now even without changes."""
+        owed = self.owed.of_play(playbook_key(play), play.name)
+        for p in owed:
+            note = f"handler {p.handler!r} is owed since run {p.run_id} (step {p.step!r} changed {', '.join(p.paths)})"
+            self.log.notices.append(note)
+            self.ctx.record("notice", message=note, pending=True)
+        return owed
+
+    def _selected(self, spec: StepSpec, play: Play) -> bool:
+        tags = set(spec.tags) | set(play.tags)
+        options = self.ctx.options
+        if options.tags and not tags & set(options.tags):
+            return False
+        return not (options.skip_tags and tags & set(options.skip_tags))

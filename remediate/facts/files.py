@@ -1,0 +1,306 @@
+"""Read-only probes of a host's files, and the locked, atomic compare-and-swap write and removal.
+
+Nothing these scripts leave, even for a moment, is inside the directory of the file they change, except in
+one case: the new content is staged in remediate's own directory on the host (`backup_dir`, by default
+/var/lib/remediate/backups for root, ~/.local/state/remediate/backups for anyone else) and renamed onto the
+target from there; only when that directory is on another mount than the target does a temp file
+`.remediate.XXXXXX` exist beside the target, for the final copy and rename, under the directory's lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from ..core.errors import StepError
+from ..transport.base import Transport
+from .base import Probe
+
+ABSENT = "absent"
+# How long a write waits for another remediate write in the same directory to finish (seconds)
+LOCK_WAIT = 30
+STAGING = ".staging"
+
+# The backup root for a configured `backup_dir` ($1, "" for the default), on the host's side: the SSH
+# user's HOME is only known there.
+_ROOT = r"""
+resolve_root() {
+  root=$1
+  if [ -z "$root" ]; then
+    if [ "$(id -u)" = 0 ]; then root=/var/lib/remediate/backups; else root=${HOME:?}/.local/state/remediate/backups; fi
+  fi
+  case $root in "~") root=$HOME;; "~/"*) root=$HOME/${root#"~/"};; esac
+  case $root in /*) ;; *) echo "remediate: backup_dir $root is not an absolute path" >&2; exit 64;; esac
+}
+"""
+
+# One round trip: the backup root and a NUL, a header line (mode uid gid, or MISSING), then the raw bytes.
+_READ = _ROOT + r"""
+resolve_root "$2"
+printf '%s\0' "$root"
+if [ -e "$1" ]; then
+  [ -f "$1" ] || { echo "remediate: $1 is not a regular file" >&2; exit 66; }
+  stat -c '%a %u %g' -- "$1" && cat -- "$1"
+else
+  echo MISSING
+fi
+"""
+
+# Staging directories of writers that died (`backups prune` runs this too): older than a minute (a writer
+# locks its own right after creating it) and unlocked; with the temp file a writer had made beside its target.
+_SWEEP = r"""
+sweep_one() {
+  if [ -f "$1/project-temp" ]; then
+    t=$(cat -- "$1/project-temp")
+    case ${t##*/} in .remediate.*) if [ -f "$t" ]; then rm -f -- "$t" && printf 'swept %s\n' "$t"; fi;; esac
+  fi
+  rm -rf -- "$1" && printf 'swept %s\n' "$1"
+}
+sweep_staging() {
+  for s in "$root"/.staging/*; do
+    [ -d "$s" ] && [ -n "$(find "$s" -maxdepth 0 -mmin +1 2>/dev/null)" ] || continue
+    ( exec 7<"$s" && flock -n 7 && sweep_one "$s" ) 2>/dev/null || true
+  done
+}
+"""
+
+# What the write and remove scripts share: cleanup on every exit path a shell can see (EXIT, and HUP, INT,
+# TERM, PIPE: a controller that dies closes the script's stdin and its stdout/stderr, so the script reads a
+# short stream and then gets SIGPIPE when it reports that), a staging directory of its own in ROOT/.staging
+# locked for its lifetime (a later run removes one nobody holds: its writer was killed), and the lock on the
+# target's directory under which the compare-and-swap and the rename happen.
+_COMMON = _SWEEP + r"""
+set -eu
+umask 077
+dir=$(dirname -- "$f")
+sd= tmp= made=
+prune_dirs() {
+  d=$1
+  while [ "${#d}" -gt "${#root}" ] && rmdir -- "$d" 2>/dev/null; do d=$(dirname -- "$d"); done
+}
+cleanup() {
+  set +e
+  if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi
+  if [ -n "$made" ]; then rm -f -- "$made"; prune_dirs "${made%/*}"; fi
+  if [ -n "$sd" ]; then rm -rf -- "$sd"; fi
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 141' PIPE
+say() { printf 'remediate: %s\n' "$*" >&2; }
+sha() { h=$(sha256sum < "$1") && printf '%s\n' "${h%% *}"; }
+current() { if [ -e "$f" ]; then sha "$f"; else echo absent; fi; }
+conflict() { say "$f changed since it was read; left as it is"; exit 75; }
+drain() { if [ "$has_stdin" = 1 ]; then cat >/dev/null 2>&1 || true; fi; }
+if [ "$(current)" != "$expected" ]; then drain; conflict; fi
+command -v flock >/dev/null 2>&1 || {
+  drain; say "flock (util-linux) is not installed on the host; it is needed to lock $dir while $f is replaced; left as it is"; exit 69; }
+if ! err=$(mkdir -p -- "$root/.staging" 2>&1); then
+  drain; say "cannot create $root/.staging (backup_dir): $err; $f left as it is"; exit 73
+fi
+sweep_staging
+if ! sd=$(mktemp -d "$root/.staging/w.XXXXXX" 2>&1); then
+  err=$sd sd=; drain; say "cannot create a staging directory in $root/.staging: $err; $f left as it is"; exit 73
+fi
+exec 8<"$sd"
+flock -n 8
+lock_dir() {
+  [ -d "$dir" ] || { say "$dir does not exist; $f left as it is"; exit 73; }
+  if [ -r "$dir" ]; then exec 9<"$dir"; else
+    mkdir -p -- "$root/.locks"
+    exec 9>>"$root/.locks/$(printf '%s' "$dir" | sha256sum | cut -c1-32)"
+  fi
+  flock -w "$wait" 9 || { say "another remediate write held the lock on $dir for more than $wait s; $f left as it is"; exit 73; }
+  [ "$(current)" = "$expected" ] || conflict
+  # temp files beside targets exist only under this lock: one found now was left by a killed writer
+  for t in "$dir"/.remediate.??????; do
+    [ -f "$t" ] && [ -n "$(find "$t" -maxdepth 0 -mmin +1 2>/dev/null)" ] || continue
+    rm -f -- "$t" && printf 'swept %s\n' "$t"
+  done
+}
+# a complete copy of the file as it was read, or nothing: a backup that cannot be written fails the step
+# before the file is touched, and a partial one is removed
+back_up() {
+  [ -e "$backup" ] && return 0  # a second change in the same run keeps the original's backup
+  made=$backup
+  if ! err=$( { mkdir -p -- "${backup%/*}" && cp -- "$f" "$sd/backup" && chmod 600 -- "$sd/backup" &&
+                sync -- "$sd/backup" && mv -f -- "$sd/backup" "$backup"; } 2>&1 ); then
+    say "cannot back $f up to $backup: $err; $f left as it is"; exit 73
+  fi
+  [ "$(sha "$backup")" = "$expected" ] || conflict
+}
+"""
+
+# Args: f expected backup mode new_sha256 root owner wait; the new content on stdin. Staged in the staging
+# directory and checked against its sha256 (a damaged transfer never lands), fsynced, mode and owner copied
+# from the target; then under the directory's lock: compare-and-swap, backup, rename. Exit 75 = conflict,
+# 74 = damaged transfer, 73 = cannot stage, back up or lock, 69 = no flock.
+_WRITE = r"""
+f=$1 expected=$2 backup=$3 mode=$4 new=$5 root=$6 owner=$7 wait=$8 has_stdin=1
+""" + _COMMON + r"""
+if ! cat > "$sd/new"; then drain; say "cannot stage the new content of $f in $sd; left as it is"; exit 73; fi
+[ "$(sha "$sd/new")" = "$new" ] || { say "$f: the new content arrived damaged; left as it is"; exit 74; }
+if [ -e "$f" ]; then
+  chmod --reference="$f" -- "$sd/new"
+  chown --reference="$f" -- "$sd/new" 2>/dev/null || true
+else
+  chmod -- "$mode" "$sd/new"
+  if [ -n "$owner" ]; then chown -- "$owner" "$sd/new" 2>/dev/null || true; fi
+fi
+sync -- "$sd/new" 2>/dev/null || sync
+# through the target's own directory, for the final copy and rename only (ROOT is on another mount)
+beside() {
+  tmp=$dir/.remediate.${sd##*.}
+  printf '%s\n' "$tmp" > "$sd/project-temp"
+  if ! err=$( { set -C; cat -- "$sd/new" > "$tmp"; } 2>&1 ); then say "cannot write $tmp: $err; $f left as it is"; exit 73; fi
+  chmod --reference="$sd/new" -- "$tmp"
+  chown --reference="$sd/new" -- "$tmp" 2>/dev/null || true
+  [ "$(sha "$tmp")" = "$new" ] || { say "$f: the copy in $tmp is damaged; left as it is"; exit 74; }
+  sync -- "$tmp" 2>/dev/null || sync
+  mv -f -- "$tmp" "$f"
+  tmp=
+}
+lock_dir
+if [ -e "$f" ]; then
+  back_up
+  # a hard link of the target into the staging directory works only on the same mount: then the
+  # rename from there is a rename(2), never mv's copy
+  if ln -- "$f" "$sd/probe" 2>/dev/null; then rm -f -- "$sd/probe"; mv -f -- "$sd/new" "$f"; else beside; fi
+elif ln -- "$sd/new" "$f" 2>/dev/null; then
+  :  # created complete, in one step
+elif [ -L "$f" ]; then
+  say "$f is a symbolic link to a missing file; left as it is"; exit 73
+elif [ -e "$f" ]; then
+  conflict
+else
+  beside
+fi
+made=
+sync -- "$dir" 2>/dev/null || true
+"""
+
+# Args: f expected backup root wait. Compare-and-swap removal: the file is backed up, then unlinked.
+_REMOVE = r"""
+f=$1 expected=$2 backup=$3 root=$4 wait=$5 has_stdin=0
+""" + _COMMON + r"""
+lock_dir
+back_up
+rm -f -- "$f"
+made=
+sync -- "$dir" 2>/dev/null || true
+"""
+
+
+class WriteConflict(StepError):
+    """The file changed between reading and writing; the other writer's content was kept."""
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """A file as read from a host, and where backups of that host live (`backup_root`)."""
+
+    path: str
+    exists: bool
+    data: bytes = b""
+    mode: str = ""
+    uid: int = -1
+    gid: int = -1
+    backup_root: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """Content hash, or 'absent' for a missing file (the compare-and-swap token)."""
+        return hashlib.sha256(self.data).hexdigest() if self.exists else ABSENT
+
+    @property
+    def owner(self) -> str:
+        """uid:gid, or "" when unknown."""
+        return f"{self.uid}:{self.gid}" if self.exists and self.uid >= 0 else ""
+
+
+def read_file(transport: Transport, path: str, backup_dir: str = "") -> FileFact:
+    """Read a file's content, mode and owner, and resolve the host's backup root, in one round trip."""
+    result = transport.run(["sh", "-c", _READ, "sh", path, backup_dir])
+    if result.rc != 0:
+        raise StepError(f"cannot read {path}: {result.err.strip() or f'exit {result.rc}'}")
+    root, _, rest = result.stdout.partition(b"\0")
+    header, _, data = rest.partition(b"\n")
+    backup_root = posixpath.normpath(root.decode("utf-8", "surrogateescape")) if root else ""
+    if header == b"MISSING":
+        return FileFact(path, False, backup_root=backup_root)
+    mode, uid, gid = header.decode().split()
+    return FileFact(path, True, data, mode, int(uid), int(gid), backup_root)
+
+
+def backup_path(root: str, run_id: str, path: str) -> str:
+    """Where run_id keeps the original of path: ROOT/RUN_ID/ mirroring the absolute path."""
+    if not root:
+        raise StepError(f"{path}: no backup directory is known for this host")
+    if not posixpath.isabs(path):
+        raise StepError(f"{path}: a file remediate changes needs an absolute path (its backup mirrors it)")
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise StepError(f"run id {run_id!r} cannot name a backup directory")
+    return posixpath.join(root, run_id, posixpath.normpath(path).lstrip("/"))
+
+
+def _swept(stdout: bytes) -> tuple[str, ...]:
+    return tuple(line[6:] for line in stdout.decode("utf-8", "replace").splitlines() if line.startswith("swept "))
+
+
+def write_file(transport: Transport, path: str, data: bytes, expected_sha256: str, backup: str, mode: str = "644",
+               *, root: str, owner: str = "", wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Atomically replace path with data if it still has the expected hash; keep a backup in root.
+
+    Returns the stale staging files of killed runs that it removed on the way.
+    """
+    new_sha256 = hashlib.sha256(data).hexdigest()
+    argv = ["sh", "-c", _WRITE, "sh", path, expected_sha256, backup, mode, new_sha256, root, owner, str(wait)]
+    result = transport.run(argv, stdin=data)
+    if result.rc == 75:
+        raise WriteConflict(result.err.strip())
+    if result.rc != 0:
+        raise StepError(f"cannot write {path}: {result.err.strip() or f'exit {result.rc}'}")
+    return _swept(result.stdout)
+
+
+def remove_file(transport: Transport, path: str, expected_sha256: str, backup: str,
+                *, root: str, wait: int = LOCK_WAIT) -> tuple[str, ...]:
+    """Back path up to backup and remove it, if it still has the expected hash; returns what it swept."""
+    result = transport.run(["sh", "-c", _REMOVE, "sh", path, expected_sha256, backup, root, str(wait)])
+    if result.rc == 75:
+        raise WriteConflict(result.err.strip())
+    if result.rc != 0:
+        raise StepError(f"cannot remove {path}: {result.err.strip() or f'exit {result.rc}'}")
+    return _swept(result.stdout)
+
+
+def file_subject(path: str) -> Hashable:
+    """What a FileProbe of path describes, and what a planned write or removal of it predicts (check mode)."""
+    return ("file", path)
+
+
+@dataclass(frozen=True)
+class FileProbe(Probe):
+    """The content, mode and owner of one file, and the host's backup root for `backup_dir` ("" = default)."""
+
+    path: str
+    backup_dir: str = ""
+
+    def gather(self, transport: Transport) -> FileFact:
+        return read_file(transport, self.path, self.backup_dir)
+
+    def subject(self) -> Hashable:
+        return file_subject(self.path)
+
+
+@dataclass(frozen=True)
+class PathExists(Probe):
+    """Whether a path exists on the host."""
+
+    path: str
+
+    def gather(self, transport: Transport) -> bool:
+        return bool(transport.run(["test", "-e", self.path]).ok)

@@ -1,0 +1,217 @@
+"""Jinja2 in a sandbox with StrictUndefined; errors carry the template (or step) and line."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..celery.beat import OUTCOMES, beat_verdicts
+from ..core.errors import InputError, Location
+
+
+class TemplateError(InputError):
+    """A template could not be rendered."""
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironment:
+    """The one sandboxed environment for a search path of template directories."""
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        loader=jinja2.FileSystemLoader(list(search_path)) if search_path else None,
+    )
+    env.filters["to_json"] = _to_json
+    env.filters["quote"] = _shell_quote
+    env.filters["celery_beat_verdicts"] = _celery_beat_verdicts
+    # Ansible's regex tests, which playbook authors expect: `x is match('^-S')`, `select('search', 'beat')`
+    env.tests["match"] = _regex_test(re.match)
+    env.tests["search"] = _regex_test(re.search)
+    return env
+
+
+def _celery_beat_verdicts(probe: Any, outcome: str | None = None) -> list[dict[str, Any]]:
+    """Filter: what beat's own container says it does with each enabled row (celery_beat_probe.py.j2's JSON):
+    the verdicts of one outcome, or every one but ok."""
+    if outcome is not None and outcome not in OUTCOMES:
+        raise jinja2.TemplateRuntimeError(f"celery_beat_verdicts: outcome must be one of {', '.join(OUTCOMES)}, "
+                                          f"not {outcome!r}")
+    return beat_verdicts(probe or {}, outcome)
+
+
+def _regex_test(how: Callable[..., Any]) -> Callable[[Any, str], bool]:
+    def test(value: Any, pattern: str) -> bool:
+        try:
+            return how(pattern, str(value)) is not None
+        except re.error as exc:
+            raise jinja2.TemplateRuntimeError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+    return test
+
+
+def _shell_quote(value: Any) -> str:
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+def is_template(text: str) -> bool:
+    """Whether a string has Jinja2 syntax at all (plain strings skip rendering)."""
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+# Every host renders the same step arguments and conditions: compile each text once per run, not per host
+# and attempt (compiling is most of the controller's CPU per step). Compiled templates are thread-safe.
+@functools.lru_cache(maxsize=1024)
+def _expression(text: str) -> Any:
+    return environment().compile_expression(text, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(text: str) -> jinja2.Template:
+    return environment().from_string(text)
+
+
+def render_string(text: str, variables: Mapping[str, Any], where: Location, what: str) -> Any:
+    """Render one string; a string that is a single expression keeps its native type."""
+    if not is_template(text):
+        return text
+    stripped = text.strip()
+    try:
+        if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
+            return _defined(_expression(stripped[2:-2].strip())(**variables))
+        return _template(text).render(**variables)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{what}: template syntax error: {exc.message}", where) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{what}: {exc}", where) from None
+
+
+def render_value(value: Any, variables: Mapping[str, Any], where: Location, what: str) -> Any:
+    """Render every string inside a YAML value (lists and maps recursively)."""
+    if isinstance(value, str):
+        return render_string(value, variables, where, what)
+    if isinstance(value, list):
+        return [render_value(v, variables, where, what) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, variables, where, f"{what}.{k}") for k, v in value.items()}
+    return value
+
+
+def evaluate(expression: str, variables: Mapping[str, Any], where: Location, what: str) -> Any:
+    """Evaluate a bare expression such as a `when:` or `until:` condition."""
+    text = expression.strip()
+    if text.startswith("{{") and text.endswith("}}"):
+        text = text[2:-2].strip()
+    try:
+        return _defined(_expression(text)(**variables))
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{what}: expression syntax error: {exc.message}", where) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{what}: {exc}", where) from None
+
+
+def _defined(value: Any) -> Any:
+    # compile_expression hands back an Undefined instead of raising; raise like a rendered template would
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+def undeclared(value: Any, is_expression: bool = False) -> set[str]:
+    """Variable names a YAML value's templates use (for checking before any host is contacted)."""
+    names: set[str] = set()
+    for text in _strings(value):
+        if not is_expression and not is_template(text):
+            continue
+        source = text
+        if is_expression:
+            inner = text.strip()
+            if inner.startswith("{{") and inner.endswith("}}"):
+                inner = inner[2:-2]
+            source = "{{ " + inner + " }}"
+        names |= _names(source)
+    return names
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(source: str) -> frozenset[str]:
+    # asked once per host for the same step texts
+    try:
+        return frozenset(meta.find_undeclared_variables(environment().parse(source)))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+
+
+def syntax_error(value: Any, is_expression: bool = False) -> str | None:
+    """The first Jinja2 syntax error in a value's templates, if any."""
+    env = environment()
+    for text in _strings(value):
+        source = text
+        if is_expression:
+            inner = text.strip()
+            if inner.startswith("{{") and inner.endswith("}}"):
+                inner = inner[2:-2]
+            source = "{{ " + inner + " }}"
+        elif not is_template(text):
+            continue
+        try:
+            env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            return f"template syntax error: {exc.message}"
+    return None
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def render_file(name: str, search_path: tuple[str, ...], variables: Mapping[str, Any]) -> str:
+    """Render a template file found on the search path; errors name template:line."""
+    env = environment(search_path)
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound:
+        raise TemplateError(f"template {name!r} not found in {', '.join(search_path) or '(no path)'}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", Location(exc.filename or name, exc.lineno)) from None
+    try:
+        return template.render(**variables)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"undefined variable: {exc.message}", _template_location(exc, template)) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(str(exc), _template_location(exc, template)) from None
+
+
+def _template_location(exc: BaseException, template: jinja2.Template) -> Location:
+    filename = template.filename or template.name or "<template>"
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return Location(str(Path(filename)), line)
