@@ -12,7 +12,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .celery.health import TaskHealth, assess
-from .celery.schedules import iso
+from .celery.schedules import iso, parse_time
+from .celery.state_faults import (Evidence, migrations_evidence, result_backend_evidence, timezone_evidence,
+                                  unseen_evidence, unseen_rows)
 from .celery.tasks import find_unimported_task_modules, unregistered
 from .core.audit import RunAudit
 from .core.results import ExitCode
@@ -132,6 +134,8 @@ def judge(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ..
             # the probed scheduler and dies on it
             severity = problem if verdict.outcome == "dies" and probe.runs_probed else warning
             add(severity, "beat_row", f"PeriodicTask {verdict.name!r}: {probe.words(verdict)}")
+    for fault in (_timezone, _unseen_change, _migrations, _result_backend):
+        out += fault(facts)
     if facts.source is None:
         return tuple(out), health
     for m in find_unimported_task_modules(facts.source):
@@ -153,6 +157,52 @@ def judge(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ..
         elif "celerybeat-schedule" in path and banner and "DatabaseScheduler" in banner:
             add(warning, "stale_schedule_file", f"{beat}: {path} is left from the PersistentScheduler; unused now")
     return tuple(out), health
+
+
+# catalogue2's faults (issue 16 items 3-6): the pure evidence is celery/state_faults.py's
+def _finding(code: str, seen: Evidence | None) -> tuple[Finding, ...]:
+    return () if seen is None else (Finding(Severity.PROBLEM, code, seen.message + "; " + "; ".join(seen.evidence)),)
+
+
+def _timezone(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """TIME_ZONE / USE_TZ / DJANGO_CELERY_BEAT_TZ_AWARE make beat read its last runs in the future."""
+    state = facts.state
+    if state is None or not state.settings:
+        return ()
+    return _finding("timezone", timezone_evidence(state.settings, state.app, state.doc.get("periodic_tasks") or (),
+                                                  state.now))
+
+
+def _unseen_change(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """An enabled row beat never loaded: PeriodicTasks.last_update was not bumped."""
+    state, events = facts.state, facts.beat_events
+    if state is None or events is None or state.now is None or facts.banner is None or "DatabaseScheduler" not in facts.banner:
+        return ()
+    probe = facts.probe
+    schedulable = frozenset(v.name for v in probe.rows if v.outcome == "ok") if probe is not None else None
+    tick = timedelta(seconds=probe.max_interval or 5) if probe is not None and probe.max_interval else timedelta(seconds=5)
+    last_update = parse_time(state.doc.get("periodic_tasks_last_update"))
+    rows = unseen_rows(state.tasks, events, state.now, facts.beat_started, schedulable, last_update, tick)
+    return _finding("unseen_change", unseen_evidence(rows, last_update))
+
+
+def _migrations(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """django_celery_beat / django_celery_results migrations not applied."""
+    state = facts.state
+    if state is None:
+        return ()
+    beat = [c.describe() for c in (facts.services or {}).get(facts.beat, ()) if not c.running]
+    return _finding("migrations", migrations_evidence(state.doc.get("migrations"), "; ".join(beat),
+                                                      getattr(facts, "beat_log", "")))
+
+
+def _result_backend(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """The result backend is not django-db while django_celery_results is installed: TaskResult stays empty."""
+    state = facts.state
+    if state is None or not state.settings:
+        return ()
+    return _finding("result_backend", result_backend_evidence(state.settings, state.app, state.doc.get("installed") or {},
+                                                              state.task_results))
 
 
 def diagnose_host(host: Host, transport: Transport) -> HostDiagnosis:

@@ -12,12 +12,13 @@ import posixpath
 import re
 import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ..celery.beat import DATABASE_SCHEDULER, BeatProbe, parse_beat_probe
 from ..celery.schedules import Task, parse_time, parse_tasks
+from ..celery.state_faults import BeatEvents, parse_beat_events
 from ..core.errors import RemediateError, StepError, Unreachable
 from ..inputs import resources, templating
 from ..transport.base import CommandResult, Transport
@@ -48,6 +49,7 @@ class CeleryState:
     tasks: tuple[Task, ...]
     task_results: Mapping[str, Any] | None
     now: datetime | None
+    doc: Mapping[str, Any] = field(default_factory=dict)  # the whole answer (the catalogue's faults read it)
 
     @property
     def code_schedule(self) -> Mapping[str, Any]:
@@ -55,10 +57,14 @@ class CeleryState:
         schedule = self.app.get("beat_schedule")
         return schedule if isinstance(schedule, Mapping) else {}
 
-    def results_since(self, task: str) -> int | None:
-        """TaskResult rows of a task since the query's REMEDIATE_SINCE, when the django-db backend keeps them."""
+    def results_since(self, task: str, any_backend: bool = False) -> int | None:
+        """TaskResult rows of a task since the query's REMEDIATE_SINCE, when the django-db backend keeps them (or,
+        `any_backend`, whenever the table is there: a row shows a worker ran the task, whatever this container's
+        own app.conf says)."""
         results = self.task_results or {}
-        if not results.get("available") or not str(self.app.get("result_backend", "")).startswith("django-db"):
+        if not results.get("available"):
+            return None
+        if not any_backend and not str(self.app.get("result_backend", "")).startswith("django-db"):
             return None
         return int((results.get("since") or {}).get(task, 0))
 
@@ -68,7 +74,7 @@ def parse_state(doc: Mapping[str, Any]) -> CeleryState:
     app = doc.get("app")
     return CeleryState(doc.get("settings"), doc.get("settings_module"), doc.get("settings_file"),
                        app if isinstance(app, Mapping) else {}, parse_tasks(doc.get("periodic_tasks") or []),
-                       doc.get("task_results"), parse_time(doc.get("now")))
+                       doc.get("task_results"), parse_time(doc.get("now")), doc)
 
 
 def state_query(compose: cf.Compose, project: cf.Project, service: str, app: str, variables: Mapping[str, Any],
@@ -116,6 +122,14 @@ def parse_registered(stdout: str) -> set[str] | None:
                     names.add(str(entry).split(" ")[0])
             return names
     return None
+
+
+def beat_log_stamped(transport: Transport, container: cf.Container) -> str:
+    """Beat's log lines about its schedule since its container started, with docker's UTC timestamps."""
+    since = container.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if container.started_at else "0"
+    script = ('docker logs --timestamps --since "$1" "$2" 2>&1 '
+              "| grep -E 'beat: Starting|Schedule changed|Sending due task' ; exit 0")
+    return transport.run(["sh", "-c", script, "sh", since, container.id], timeout=120).out
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,7 @@ class CeleryFacts:
     worker_present: bool = False
     registered: frozenset[str] | None = None  # None: the worker did not answer (when present)
     stale: tuple[tuple[int, str], ...] = ()
+    beat_events: BeatEvents | None = None  # what beat's log since its start says of its schedule (when it runs)
     error: str = ""
     unreachable: bool = False
 
@@ -212,6 +227,8 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
             found = BANNER.findall(cf.logs_since(transport, newest))
             banner = found[-1] if found else None
         seen = CeleryFacts(beat, worker, services, command, started, banner)
+        if running:
+            seen = _with(seen, beat_events=parse_beat_events(beat_log_stamped(transport, newest)))
         # the settings beat really loads are read in beat's own container: the backend may run an older image
         asked = beat if seen.beat_started is not None else backend if backend in model.services else beat
         templates = resources.template_path()

@@ -295,9 +295,13 @@ def tail_logs(transport: Transport, compose: Compose, project: Project, service:
     return (result.out + result.err).strip()
 
 
-def logs_since(transport: Transport, container: Container) -> str:
-    """A container's log (stdout and stderr) since it started: what this run of its process said."""
-    since = container.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if container.started_at else "0"
+def logs_since(transport: Transport, container: Container, after: datetime | None = None) -> str:
+    """A container's log (stdout and stderr) since it started (or since `after`, when later): what this run of
+    its process said."""
+    start = container.started_at
+    if after is not None and (start is None or after > start):
+        start = after
+    since = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if start else "0"
     result = transport.run(["docker", "logs", "--since", since, container.id])
     return result.out + result.err
 
