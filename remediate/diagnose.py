@@ -13,7 +13,7 @@ from typing import Any
 
 from .celery.health import TaskHealth, assess
 from .celery.schedules import iso, parse_time
-from .celery.state_faults import (Evidence, migrations_evidence, result_backend_evidence, timezone_evidence,
+from .celery.state_faults import (Evidence, future_rows, migrations_evidence, result_backend_evidence, timezone_evidence,
                                   unseen_evidence, unseen_rows)
 from .celery.tasks import find_unimported_task_modules, unregistered
 from .core.audit import RunAudit
@@ -182,7 +182,8 @@ def _unseen_change(facts: CeleryFacts) -> tuple[Finding, ...]:
     schedulable = frozenset(v.name for v in probe.rows if v.outcome == "ok") if probe is not None else None
     tick = timedelta(seconds=probe.max_interval or 5) if probe is not None and probe.max_interval else timedelta(seconds=5)
     last_update = parse_time(state.doc.get("periodic_tasks_last_update"))
-    rows = unseen_rows(state.tasks, events, state.now, facts.beat_started, schedulable, last_update, tick)
+    ahead = frozenset(name for name, _, _ in future_rows(state.doc.get("periodic_tasks") or (), state.now))
+    rows = unseen_rows(state.tasks, events, state.now, facts.beat_started, schedulable, last_update, tick, ahead)
     return _finding("unseen_change", unseen_evidence(rows, last_update))
 
 

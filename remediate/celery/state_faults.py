@@ -236,11 +236,12 @@ class Unseen:
 
 def unseen_rows(tasks: Sequence[Task], events: BeatEvents, now: datetime, beat_started: datetime | None,
                 schedulable: frozenset[str] | None = None, last_update: datetime | None = None,
-                tick: timedelta = timedelta(seconds=5)) -> tuple[Unseen, ...]:
+                tick: timedelta = timedelta(seconds=5), ahead: frozenset[str] = frozenset()) -> tuple[Unseen, ...]:
     """Rows beat's loaded schedule lacks: enabled, schedulable by this beat (`schedulable`: the names its own
     scheduler loads, from the probe; None: unknown), last due at least two ticks plus 5 s before `now` and after
     beat's last schedule load, and not sent since that load; while PeriodicTasks.last_update is not later than
-    the load (else beat has been told and reloads within a tick)."""
+    the load (else beat has been told and reloads within a tick). Rows whose last run beat reads in the future
+    (`ahead`) are not sent for that reason: the time zone fault's, not this one's."""
     loaded = events.loaded(beat_started)
     if loaded is None:
         return ()
@@ -249,7 +250,7 @@ def unseen_rows(tasks: Sequence[Task], events: BeatEvents, now: datetime, beat_s
     margin = tick * 2 + timedelta(seconds=5)
     out = []
     for t in tasks:
-        if not t.enabled or t.one_off or never_fires(t) or (schedulable is not None and t.name not in schedulable):
+        if not t.enabled or t.one_off or never_fires(t) or t.name in ahead or (schedulable is not None and t.name not in schedulable):
             continue
         due = last_due(t, now - margin)
         if due is None or due <= loaded:
@@ -292,7 +293,8 @@ def unseen_rows_doc(state: Mapping[str, Any], log: str, started: str | None,
         interval = probe.get("max_interval")
         if isinstance(interval, (int, float)) and interval > 0:
             tick = timedelta(seconds=float(interval))
+    ahead = frozenset(name for name, _, _ in future_rows(state.get("periodic_tasks") or (), now))
     rows = unseen_rows(parse_tasks(state.get("periodic_tasks") or ()), parse_beat_events(log), now,
-                       parse_time(started), schedulable, parse_time(state.get("periodic_tasks_last_update")), tick)
+                       parse_time(started), schedulable, parse_time(state.get("periodic_tasks_last_update")), tick, ahead)
     return [{"name": u.task.name, "task": u.task.task, "due": iso(u.due), "loaded": iso(u.loaded),
              "last_sent": iso(u.last_sent) if u.last_sent else None} for u in rows]
