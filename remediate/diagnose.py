@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .celery import commands
 from .celery.health import TaskHealth, assess
 from .celery.schedules import iso, parse_time
 from .celery.state_faults import (Evidence, future_rows, migrations_evidence, result_backend_evidence, timezone_evidence,
@@ -18,6 +20,7 @@ from .celery.state_faults import (Evidence, future_rows, migrations_evidence, re
 from .celery.tasks import find_unimported_task_modules, unregistered
 from .core.audit import RunAudit
 from .core.results import ExitCode
+from .facts import compose as cf
 from .facts.celery import CeleryFacts, facts_json, gather
 from .inputs.inventory import Host
 from .transport.base import Transport
@@ -38,15 +41,20 @@ class Severity(enum.Enum):
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing diagnose noticed."""
+    """One thing diagnose noticed: `code` is its stable id (a catalogue fault's id, `FAULTS`), `evidence` what
+    was seen, quoted (the value, the log line, the counts)."""
 
     severity: Severity
     code: str
     message: str
+    evidence: tuple[str, ...] = ()
 
-    def as_json(self) -> dict[str, str]:
+    def as_json(self) -> dict[str, Any]:
         """As `--format json` shows it."""
-        return {"severity": self.severity.value, "code": self.code, "message": self.message}
+        doc: dict[str, Any] = {"severity": self.severity.value, "code": self.code, "message": self.message}
+        if self.evidence:
+            doc["evidence"] = list(self.evidence)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -80,9 +88,16 @@ class DiagnoseReport:
 
 
 def judge(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ...]]:
-    """The findings and each PeriodicTask's state, from what one pass saw (pure); a part not seen says nothing."""
+    """The findings and each PeriodicTask's state, from what one pass saw (pure); a part not seen says nothing:
+    the write-ups' findings, then one judgement per catalogue fault (`FAULTS`)."""
     if facts.unreachable:
         return (), ()
+    findings, health = _judge_seeds(facts)
+    return findings + tuple(f for fault in FAULTS for f in fault.judge(facts)), health
+
+
+def _judge_seeds(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ...]]:
+    """The write-ups' findings (beat's scheduler, task modules), containers, and task health."""
     out: list[Finding] = []
 
     def add(severity: Severity, code: str, message: str) -> None:
@@ -134,8 +149,6 @@ def judge(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ..
             # the probed scheduler and dies on it
             severity = problem if verdict.outcome == "dies" and probe.runs_probed else warning
             add(severity, "beat_row", f"PeriodicTask {verdict.name!r}: {probe.words(verdict)}")
-    for fault in (_timezone, _unseen_change, _migrations, _result_backend):
-        out += fault(facts)
     if facts.source is None:
         return tuple(out), health
     for m in find_unimported_task_modules(facts.source):
@@ -159,9 +172,137 @@ def judge(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHealth, ..
     return tuple(out), health
 
 
+# --- the catalogue (issue 16; README "The catalogue") ------------------------------------------------------
+# One fault = one row of FAULTS: its stable id (the code of every finding it makes, the drift health check it
+# reports under, `lab/break` names it with dashes), the playbook that fixes it, and its judgement: a pure
+# function of the pass's facts that returns nothing when the fault is absent or a part it needs was not seen.
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault of the catalogue."""
+
+    id: str
+    playbook: str  # playbooks/<playbook>.yml fixes it; site.yml imports it
+    title: str
+    judge: Callable[[CeleryFacts], tuple[Finding, ...]]
+
+
+PIDFILE_EXISTS = re.compile(r"Pidfile \((?P<path>[^)]*)\) already exists")
+
+
+def _mount_words(model: cf.Model, service: str, path: str) -> str:
+    """Where a path in a service's container lives: on which mount, or the container's own layer."""
+    m = cf.mount_of(model.service(service).mounts, path)
+    if m is None:
+        return f"{path} is in the container's own layer, which docker's restart of the same container keeps"
+    if m.type == "tmpfs":
+        return f"{path} is on a tmpfs at {m.target} (emptied on each start)"
+    return f"{path} is on the {m.type} {m.source or '(anonymous)'} at {m.target}, which outlives the container"
+
+
+def _beat_pidfile(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """Beat refuses to start on a pidfile an unclean death left (celery 5.4.0: exit 73, a restart loop)."""
+    model = facts.model
+    if model is None or facts.beat not in model.services:
+        return ()
+    command = commands.parse(model.services[facts.beat].command)
+    option = command.get("--pidfile") if command is not None else None
+    containers = (facts.services or {}).get(facts.beat, ())
+    looping = [c for c in containers if c.status == "restarting" or (not c.running and c.exit_code == 73)]
+    logged = [m.group(0) for m in map(PIDFILE_EXISTS.search, facts.beat_log.splitlines()) if m]
+    path = option.value if option is not None and option.value else None
+    where = _mount_words(model, facts.beat, path) if path else ""
+    if looping and (logged or any(c.exit_code == 73 for c in looping)):
+        evidence = tuple(f"container {c.name}: {c.status}, exit code {c.exit_code}, {c.restart_count} restart(s)"
+                         for c in looping)
+        evidence += tuple(dict.fromkeys(logged))[-1:] + ((f"command: {' '.join(command.argv)}", where) if command and path else ())
+        return (Finding(Severity.PROBLEM, "beat_pidfile",
+                        f"{facts.beat} cannot start: a pidfile left by an unclean death says it is already running"
+                        + (f" ({path})" if path else ""), evidence),)
+    if path and "tmpfs" not in where:
+        version = facts.probe.versions.get("celery") if facts.probe is not None else None
+        return (Finding(Severity.WARNING, "beat_pidfile",
+                        f"{facts.beat} writes --pidfile {path}: after an unclean death (OOM kill, stop timeout) it "
+                        "survives the restart; celery 5.4.0 then refuses to start (exit 73), 5.7.0 removes a pidfile "
+                        "holding its own pid" + (f" (this beat runs celery {version})" if version else ""),
+                        (f"command: {' '.join(command.argv) if command else ''}", where)),)
+    return ()
+
+
+def _worker_queues(facts: CeleryFacts, default: str) -> dict[str, tuple[str, ...]]:
+    """The queues each worker service's command consumes (compose model)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, service in (facts.model.services if facts.model is not None else {}).items():
+        command = commands.parse(service.command)
+        queues = command.queues(default) if command is not None else None
+        if queues is not None:
+            out[name] = queues
+    return out
+
+
+def _unconsumed_queue(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """Tasks are sent to a queue no worker's command consumes: they wait in the broker forever."""
+    q = facts.queues
+    if q is None or not q.nodes or facts.model is None:
+        return ()
+    configured = _worker_queues(facts, q.default_queue)
+    if not configured:
+        return ()
+    listened = {queue for queues in configured.values() for queue in queues}
+    out = []
+    for queue, senders in q.routed.items():
+        if queue in listened or queue in q.consumed:
+            continue
+        out.append(Finding(Severity.PROBLEM, "unconsumed_queue",
+                           f"tasks are sent to queue {queue!r}, which no worker consumes: {q.waiting(queue)} message(s) wait",
+                           (f"sent there by: {', '.join(senders)}",
+                            *(f"{name} consumes: {','.join(queues)} (command: {' '.join(facts.model.services[name].command)})"
+                              for name, queues in configured.items()),
+                            "workers answering: " + "; ".join(f"{n}: {','.join(qs) or 'nothing'}" for n, qs in q.nodes.items()),
+                            f"messages waiting in {queue!r}: {q.lengths.get(queue)}")))
+    return tuple(out)
+
+
+def _two_beats(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """More than one beat runs: every periodic task is sent once per beat."""
+    model = facts.model
+    if model is None:
+        return ()
+    beats = []
+    for name, service in model.services.items():
+        command = commands.parse(service.command)
+        if command is not None and command.runs_beat:
+            running = sum(1 for c in (facts.services or {}).get(name, ()) if c.running)
+            beats.append((name, service, max(running, service.replicas)))
+    if sum(n for _, _, n in beats) <= 1:
+        return ()
+    return (Finding(Severity.PROBLEM, "two_beats",
+                    f"{sum(n for _, _, n in beats)} beats run: every periodic task is sent once by each",
+                    tuple(f"{name}: {n} container(s), command: {' '.join(s.command)}" for name, s, n in beats)),)
+
+
+def _worker_not_consuming(facts: CeleryFacts) -> tuple[Finding, ...]:
+    """A worker answers but consumes none of the queues its command names, while messages wait there."""
+    q = facts.queues
+    if q is None or not q.nodes or facts.model is None:
+        return ()
+    configured = _worker_queues(facts, q.default_queue)
+    stuck = [queue for queue in dict.fromkeys(x for qs in configured.values() for x in qs)
+             if queue not in q.consumed and queue in q.routed]
+    if not stuck:
+        return ()
+    return (Finding(Severity.PROBLEM, "worker_not_consuming",
+                    f"the worker answers but consumes no {', '.join(repr(x) for x in stuck)}, which its command names: "
+                    + ", ".join(f"{q.waiting(x)} message(s) wait in {x!r}" for x in stuck),
+                    ("workers answering (active_queues): " + "; ".join(f"{n}: {','.join(qs) or 'nothing'}" for n, qs in q.nodes.items()),
+                     *(f"{name} consumes: {','.join(queues)}" for name, queues in configured.items()),
+                     *(f"messages waiting in {x!r}: {q.lengths.get(x)}" for x in stuck))),)
+
+
 # catalogue2's faults (issue 16 items 3-6): the pure evidence is celery/state_faults.py's
 def _finding(code: str, seen: Evidence | None) -> tuple[Finding, ...]:
-    return () if seen is None else (Finding(Severity.PROBLEM, code, seen.message + "; " + "; ".join(seen.evidence)),)
+    return () if seen is None else (Finding(Severity.PROBLEM, code, seen.message, seen.evidence),)
 
 
 def _timezone(facts: CeleryFacts) -> tuple[Finding, ...]:
@@ -194,7 +335,7 @@ def _migrations(facts: CeleryFacts) -> tuple[Finding, ...]:
         return ()
     beat = [c.describe() for c in (facts.services or {}).get(facts.beat, ()) if not c.running]
     return _finding("migrations", migrations_evidence(state.doc.get("migrations"), "; ".join(beat),
-                                                      getattr(facts, "beat_log", "")))
+                                                      facts.beat_log))
 
 
 def _result_backend(facts: CeleryFacts) -> tuple[Finding, ...]:
@@ -204,6 +345,18 @@ def _result_backend(facts: CeleryFacts) -> tuple[Finding, ...]:
         return ()
     return _finding("result_backend", result_backend_evidence(state.settings, state.app, state.doc.get("installed") or {},
                                                               state.task_results))
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("beat_pidfile", "celery-beat-pidfile", "stale beat pidfile", _beat_pidfile),
+    Fault("unconsumed_queue", "celery-unconsumed-queue", "a queue no worker consumes", _unconsumed_queue),
+    Fault("timezone", "celery-timezone", "time zone mismatch", _timezone),
+    Fault("unseen_change", "celery-unseen-change", "schedule changes beat never sees", _unseen_change),
+    Fault("migrations", "celery-migrations", "migrations not applied", _migrations),
+    Fault("result_backend", "celery-result-backend", "result backend misconfigured", _result_backend),
+    Fault("two_beats", "celery-two-beats", "two beats", _two_beats),
+    Fault("worker_not_consuming", "celery-worker-not-consuming", "worker alive but not consuming", _worker_not_consuming),
+)
 
 
 def diagnose_host(host: Host, transport: Transport) -> HostDiagnosis:
@@ -272,6 +425,7 @@ def render_text(report: DiagnoseReport) -> str:
                          f"{newest.get('status', '')} {newest.get('date_done', '')})")
         for f in r.findings:
             lines.append(f"  {f.severity.value.upper():8} {f.code}: {f.message}")
+            lines += [f"             | {e}" for e in f.evidence]
         if r.error:
             lines.append(f"  ERROR    {r.error}")
         if not r.findings and not r.error:

@@ -160,3 +160,14 @@ def shared_labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLabs
 def lab_stack(shared_labs: SharedLabs) -> lab.LabStack:
     """The shared broken stack of the default version set and layout (see shared_labs)."""
     return shared_labs(lab.DEFAULT_VERSIONS)
+
+
+@pytest.fixture(scope="module")
+def fault_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sshd: Sshd) -> Iterator[Any]:
+    """One working lab instance per test module for the catalogue's faults (tests/catalogue.py): the module's
+    CATALOGUE_VERSIONS set (default current), broken by lab/break, reset only when a test left it broken."""
+    from tests import catalogue
+
+    _require_docker()
+    versions = getattr(request.module, "CATALOGUE_VERSIONS", lab.DEFAULT_VERSIONS)
+    yield from catalogue.fault_lab(tmp_path_factory.mktemp(f"faults-{versions}"), sshd, remediate, versions)

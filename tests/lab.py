@@ -24,6 +24,7 @@ PORTS_PER_STACK = 3  # backend, PostgreSQL, Redis
 Variant = Literal["baked", "mounted"]
 Versions = Literal["old", "current"]
 Feb31 = Literal["enabled", "disabled"]
+Seeds = Literal["broken", "fixed"]
 Layout = Literal["edms", "cookiecutter"]
 VERSION_SETS: tuple[Versions, ...] = ("old", "current")
 DEFAULT_VERSIONS: Versions = "current"  # lab/lib.sh's default too
@@ -87,6 +88,7 @@ class LabStack:
     layout: Layout = "edms"
     fast_sync: bool = False
     feb31: Feb31 = "enabled"
+    seeds: Seeds = "broken"  # "fixed": both write-ups' fixes made (a working stack, where catalogue faults are put)
 
     @property
     def facts(self) -> LayoutFacts:
@@ -193,21 +195,27 @@ def run_script(script: str, *args: str, timeout: float = 900) -> subprocess.Comp
 
 
 def up(parent: Path, variant: Variant = "baked", *, versions: Versions = DEFAULT_VERSIONS, layout: Layout = "edms",
-       fast_sync: bool = False, feb31: Feb31 = "enabled") -> LabStack:
+       fast_sync: bool = False, feb31: Feb31 = "enabled", seeds: Seeds = "broken") -> LabStack:
     """Bring a fresh broken instance up in a new directory under `parent`, with a unique name and free ports."""
     name = f"lab{uuid.uuid4().hex[:10]}"
     directory = parent / name
     base = free_port_block()
     stack = LabStack(directory, name, variant, base, base + 1, base + 2, versions=versions, layout=layout,
-                     fast_sync=fast_sync, feb31=feb31)
+                     fast_sync=fast_sync, feb31=feb31, seeds=seeds)
     try:
         run_script("up", "--dir", str(directory), "--name", name, "--variant", variant, "--versions", versions,
                    "--layout", layout, "--port-base", str(base), "--sync", "fast" if fast_sync else "default",
-                   "--feb31", feb31)
+                   "--feb31", feb31, "--seeds", seeds)
     except BaseException:
         down(stack)
         raise
     return stack
+
+
+def break_(stack: LabStack, fault: str) -> str:
+    """Put the running instance into a catalogue fault (lab/break FAULT); its log line(s)."""
+    result = run_script("break", fault, "--dir", str(stack.dir), timeout=600)
+    return result.stdout + result.stderr
 
 
 def reset(stack: LabStack) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..celery.schedules import iso
 from ..core.results import HostResult, RunReport, Status
-from ..diagnose import Finding, HostDiagnosis, Severity
+from ..diagnose import FAULTS, Finding, HostDiagnosis, Severity
 from .model import Check, CheckStatus, DriftReport, TaskState, playbook_check_name
 
 
@@ -21,6 +21,8 @@ HEALTH_CHECKS: Mapping[str, frozenset[str]] = {
     }),
     "tasks_registered": frozenset({"unimported_task_module", "unregistered_tasks", "worker_silent"}),
     "tasks_ran": frozenset({"never_run", "overdue", "never_fires", "beat_row"}),
+    # one check per catalogue fault, named by its id (diagnose.FAULTS)
+    **{fault.id: frozenset({fault.id}) for fault in FAULTS},
 }
 
 
@@ -54,6 +56,10 @@ def playbook_checks(host: HostResult, names: Sequence[str]) -> tuple[Check, ...]
     return tuple(out)
 
 
+def _words(f: Finding) -> str:
+    return f"{f.code}: {f.message}" + (f" ({'; '.join(f.evidence)})" if f.evidence else "")
+
+
 def health_checks(diagnosis: HostDiagnosis) -> tuple[Check, ...]:
     """Diagnose's findings sorted into the health checks: problems drift, warnings stay warnings."""
     grouped: dict[str, list[Finding]] = {name: [] for name in HEALTH_CHECKS}
@@ -62,8 +68,8 @@ def health_checks(diagnosis: HostDiagnosis) -> tuple[Check, ...]:
         grouped.setdefault(name, []).append(finding)
     out = []
     for name, findings in grouped.items():
-        problems = tuple(f"{f.code}: {f.message}" for f in findings if f.severity is Severity.PROBLEM)
-        warnings = tuple(f"{f.code}: {f.message}" for f in findings if f.severity is Severity.WARNING)
+        problems = tuple(_words(f) for f in findings if f.severity is Severity.PROBLEM)
+        warnings = tuple(_words(f) for f in findings if f.severity is Severity.WARNING)
         if diagnosis.error:
             out.append(Check(diagnosis.host, name, CheckStatus.ERROR, (diagnosis.error, *problems), warnings))
         else:

@@ -34,6 +34,7 @@ DEFAULTS: Mapping[str, Any] = {
 }
 STATE_TEMPLATE = "celery_state.py.j2"
 PROBE_TEMPLATE = "celery_beat_probe.py.j2"
+QUEUES_TEMPLATE = "celery_queues.py.j2"
 BANNER = re.compile(r"scheduler -> (\S+)")
 
 
@@ -133,6 +134,68 @@ def beat_log_stamped(transport: Transport, container: cf.Container) -> str:
 
 
 @dataclass(frozen=True)
+class QueueFacts:
+    """The queue query's answer (templates/celery_queues.py.j2): where tasks are sent, what each worker node
+    consumes, how many messages wait in each queue, TaskResult rows since REMEDIATE_SINCE."""
+
+    default_queue: str
+    routed: Mapping[str, tuple[str, ...]]  # queue -> what sends there (task_default_queue, a route, a row)
+    nodes: Mapping[str, tuple[str, ...]] | None  # worker node -> the queues it consumes; None: nobody answered
+    lengths: Mapping[str, int | None]  # queue -> messages waiting (None: the broker would not say)
+    results_since: Mapping[str, int] | None = None  # task name -> TaskResult rows since REMEDIATE_SINCE
+    now: datetime | None = None
+
+    @property
+    def consumed(self) -> frozenset[str]:
+        """Every queue some answering node consumes."""
+        return frozenset(q for qs in (self.nodes or {}).values() for q in qs)
+
+    def unconsumed(self) -> tuple[str, ...]:
+        """Queues tasks are sent to that no answering node consumes (none when no node answered)."""
+        if not self.nodes:
+            return ()
+        return tuple(q for q in self.routed if q not in self.consumed)
+
+    def idle_nodes(self) -> tuple[str, ...]:
+        """Nodes that answer but consume no queue at all."""
+        return tuple(n for n, qs in (self.nodes or {}).items() if not qs)
+
+    def waiting(self, queue: str) -> int:
+        """Messages waiting in a queue (0 when the broker would not say)."""
+        return self.lengths.get(queue) or 0
+
+    def as_json(self) -> dict[str, Any]:
+        """As a step registers it and `diagnose --format json` shows it."""
+        return {"default_queue": self.default_queue, "routed": {q: list(w) for q, w in self.routed.items()},
+                "nodes": None if self.nodes is None else {n: list(q) for n, q in self.nodes.items()},
+                "lengths": dict(self.lengths), "consumed": sorted(self.consumed), "unconsumed": list(self.unconsumed()),
+                "idle_nodes": list(self.idle_nodes()), "results_since": self.results_since,
+                "now": self.now.isoformat() if self.now else None}
+
+
+def parse_queues(doc: Mapping[str, Any]) -> QueueFacts:
+    """The queue query's JSON line as QueueFacts."""
+    nodes = doc.get("nodes")
+    routed = doc.get("routed") or {}
+    results = doc.get("results_since")
+    return QueueFacts(
+        str(doc.get("default_queue") or "celery"),
+        {str(q): tuple(str(w) for w in why) for q, why in routed.items()},
+        None if not isinstance(nodes, Mapping) else {str(n): tuple(str(q) for q in qs) for n, qs in nodes.items()},
+        {str(q): (None if n is None else int(n)) for q, n in (doc.get("lengths") or {}).items()},
+        {str(t): int(n) for t, n in results.items()} if isinstance(results, Mapping) else None,
+        parse_time(doc.get("now")),
+    )
+
+
+def queues_query(compose: cf.Compose, project: cf.Project, service: str, app: str, variables: Mapping[str, Any],
+                 template_path: tuple[str, ...], manage: str = "manage.py") -> ShellQuery:
+    """The queue query in a service's container (REMEDIATE_SINCE: TaskResult rows counted since then)."""
+    script = templating.render_file(QUEUES_TEMPLATE, template_path, variables)
+    return ShellQuery(compose, project, service, script, {"REMEDIATE_CELERY_APP": app}, manage)
+
+
+@dataclass(frozen=True)
 class SourceTree(Probe):
     """Every .py file under a directory (migrations excluded), read in one round trip as a tar stream."""
 
@@ -192,6 +255,12 @@ class CeleryFacts:
     worker_present: bool = False
     registered: frozenset[str] | None = None  # None: the worker did not answer (when present)
     stale: tuple[tuple[int, str], ...] = ()
+    # asked for the catalogue's faults (issue 16): the compose model, beat's log tail when its container
+    # restarted or is down, and the queue query (in the worker's container)
+    model: cf.Model | None = None
+    beat_log: str = ""
+    queues: QueueFacts | None = None
+    queues_warning: str = ""  # why the queue query gave no answer
     beat_events: BeatEvents | None = None  # what beat's log since its start says of its schedule (when it runs)
     error: str = ""
     unreachable: bool = False
@@ -219,16 +288,20 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         everything = cf.gather_containers(transport, model.name)  # every service's containers in one round trip
         services = {name: tuple(c for c in everything.containers if c.service == name) for name in model.services}
         command = model.services[beat].command if beat in model.services else None
-        running = [c for c in services.get(beat, ()) if c.running]
+        # a container docker is restarting reads Running between its attempts: it is not up
+        running = [c for c in services.get(beat, ()) if c.running and c.status != "restarting"]
         started = banner = None
         if running:
             started = max(c.started_at for c in running if c.started_at)
             newest = max(running, key=lambda c: c.started_at or everything.now)
             found = BANNER.findall(cf.logs_since(transport, newest))
             banner = found[-1] if found else None
-        seen = CeleryFacts(beat, worker, services, command, started, banner)
+        seen = CeleryFacts(beat, worker, services, command, started, banner, model=model)
         if running:
             seen = _with(seen, beat_events=parse_beat_events(beat_log_stamped(transport, newest)))
+        if beat in model.services and any(c.restart_count or not c.running or c.status == "restarting"
+                                           for c in services.get(beat, ())):
+            seen = _with(seen, beat_log=cf.tail_logs(transport, compose, project, beat, 40))
         # the settings beat really loads are read in beat's own container: the backend may run an older image
         asked = beat if seen.beat_started is not None else backend if backend in model.services else beat
         templates = resources.template_path()
@@ -245,6 +318,12 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
             answer = transport.run(registered_argv(compose, project, worker, app), timeout=60)
             names = registered(answer)
             seen = _with(seen, worker_present=True, registered=frozenset(names) if names is not None else None)
+            where = worker if any(c.running and c.status != "restarting" for c in services.get(worker, ())) else asked
+            try:
+                queues = parse_queues(queues_query(compose, project, where, app, v, templates).ask(transport, f"queue query in {where}"))
+                seen = _with(seen, queues=queues)
+            except StepError as exc:
+                seen = _with(seen, queues_warning=f"{where} could not say which queues are consumed: {exc}")
         if beat in model.services and seen.beat_started is not None:
             schedule = str(state.app.get("beat_schedule_filename") or "celerybeat-schedule")
             seen = _with(seen, stale=beat_files(transport, compose, project, beat, schedule))
@@ -281,4 +360,8 @@ def facts_json(facts: CeleryFacts, tasks: Sequence[Mapping[str, Any]]) -> dict[s
         doc["task_results"] = s.task_results
     if facts.registered is not None:
         doc["registered_tasks"] = sorted(facts.registered)
+    if facts.queues is not None:
+        doc["queues"] = facts.queues.as_json()
+    if facts.model is not None:
+        doc["commands"] = {name: list(svc.command) for name, svc in facts.model.services.items()}
     return doc

@@ -78,6 +78,12 @@ class Mount:
     target: str
 
 
+def mount_of(mounts: Sequence[Mount], path: str) -> Mount | None:
+    """The mount a path in the container lives on (the deepest), None for the container's own layer."""
+    under = [m for m in mounts if m.target and (path == m.target or path.startswith(m.target.rstrip("/") + "/"))]
+    return max(under, key=lambda m: len(m.target)) if under else None
+
+
 @dataclass(frozen=True)
 class Service:
     """One service of the compose model, as far as reloads care."""
@@ -89,6 +95,8 @@ class Service:
     healthcheck: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
+    restart: str = ""  # the restart policy ("" when none)
+    replicas: int = 1  # deploy.replicas, else scale
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,9 @@ def parse_model(text: str, project_dir: str, project_name: str | None = None) ->
         if context and not context.startswith("/"):
             context = posixpath.normpath(posixpath.join(project_dir, context))
         mounts = []
+        tmpfs = spec.get("tmpfs") or ()
+        for target in [tmpfs] if isinstance(tmpfs, str) else tmpfs:
+            mounts.append(Mount("tmpfs", "", str(target).split(":")[0]))
         for volume in spec.get("volumes") or ():
             if isinstance(volume, dict):
                 mounts.append(Mount(volume.get("type", "volume"), volume.get("source", ""), volume.get("target", "")))
@@ -165,10 +176,23 @@ def parse_model(text: str, project_dir: str, project_name: str | None = None) ->
             healthcheck=bool(spec.get("healthcheck")) and not (spec.get("healthcheck") or {}).get("disable", False),
             environment={str(k): "" if v is None else str(v) for k, v in env.items()},
             command=tuple(str(c) for c in command),
+            restart=str(spec.get("restart") or ""),
+            replicas=_replicas(spec),
         )
     # v1's config has no `name`: the project is the one given with -p, else named after its directory
     name = doc.get("name") or project_name or _default_project_name(project_dir)
     return Model(str(name), project_dir, services)
+
+
+def _replicas(spec: Mapping[str, object]) -> int:
+    """How many containers compose runs of a service: deploy.replicas, else scale, else 1."""
+    deploy = spec.get("deploy")
+    value = deploy.get("replicas") if isinstance(deploy, Mapping) else None
+    value = spec.get("scale") if value is None else value
+    try:
+        return int(str(value)) if value is not None else 1
+    except ValueError:
+        return 1
 
 
 def _default_project_name(project_dir: str) -> str:
@@ -344,3 +368,53 @@ class ContainersProbe(Probe):
         compose = detect(transport)
         model = gather_model(transport, compose, self.project)
         return gather_containers(transport, model.name, self.service)
+
+
+# what compose reads when no -f is given: the first existing main file, then its override (compose spec)
+DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+OVERRIDES = {"compose.yaml": "compose.override.yaml", "compose.yml": "compose.override.yml",
+             "docker-compose.yaml": "docker-compose.override.yaml", "docker-compose.yml": "docker-compose.override.yml"}
+_FILES = r'''
+cd "$1" || exit 66
+if [ "$#" -gt 2 ]; then shift 2; for f in "$@"; do echo "$f"; done; exit 0; fi
+line=$(grep -E '^[[:space:]]*COMPOSE_FILE[[:space:]]*=' .env 2>/dev/null | tail -n 1)
+if [ -n "$line" ]; then echo "env ${line#*=}"; exit 0; fi
+for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+  if [ -e "$f" ]; then echo "$f"; break; fi
+done
+'''
+
+
+@dataclass(frozen=True)
+class ComposeFilesProbe(Probe):
+    """The compose files compose reads for a project, in order, each read for an edit: the given ones, else
+    COMPOSE_FILE in the project's .env, else the first of compose's default names and its override."""
+
+    dir: str
+    files: tuple[str, ...] = ()
+    backup_dir: str = ""
+
+    def gather(self, transport: Transport) -> tuple[object, ...]:
+        from .files import read_file
+
+        result = transport.run(["sh", "-c", _FILES, "sh", self.dir, "-", *self.files])
+        if result.rc == 66:
+            raise StepError(f"compose project directory {self.dir} does not exist")
+        names: list[str] = []
+        for line in result.out.splitlines():
+            if line.startswith("env "):
+                value = line[4:].strip().strip("'\"")
+                names += [v for v in value.split(":") if v]
+            elif line.strip():
+                names.append(line.strip())
+                if line.strip() in OVERRIDES:
+                    names.append(OVERRIDES[line.strip()])
+        if not names:
+            raise StepError(f"no compose file in {self.dir} (looked for {', '.join(DEFAULT_FILES)} and COMPOSE_FILE in .env)")
+        paths = [n if n.startswith("/") else posixpath.join(self.dir, n) for n in names]
+        facts = [read_file(transport, p, self.backup_dir) for p in dict.fromkeys(paths)]
+        given = bool(self.files) or any(line.startswith("env ") for line in result.out.splitlines())
+        missing = [f.path for f in facts if not f.exists and (given or f is facts[0])]
+        if missing:
+            raise StepError(f"compose file {missing[0]} does not exist")
+        return tuple(f for f in facts if f.exists)

@@ -5,7 +5,9 @@ from .base import Step
 from .celery import CeleryRegistered, CeleryTaskModules, CeleryTasksRun
 from .checks import Assert
 from .command import Command
+from .composefile import ComposeCommand
 from .compose import ComposeExec, ComposeLogs, ComposeRebuild, ComposeRecreate, ComposeReload, ComposeRestart, ComposeService, DjangoQuery
+from .queues import CeleryQueues
 from .files import LineInFile, PythonAssignment, PythonStatement, RestoreBackup, Template
 from .rows import DjangoRows, RestoreRows
 
@@ -15,5 +17,6 @@ REGISTRY: dict[str, type[Step]] = {
         PythonAssignment, PythonStatement, LineInFile, Template, RestoreBackup, Command, Assert,
         ComposeRestart, ComposeRecreate, ComposeRebuild, ComposeReload, ComposeExec, ComposeLogs, ComposeService,
         DjangoQuery, DjangoRows, RestoreRows, CeleryTaskModules, CeleryRegistered, CeleryTasksRun,
+        ComposeCommand, CeleryQueues,
     )
 }

@@ -295,8 +295,26 @@ class ComposeService(ComposeStep):
                  "started_at": c.started_at.isoformat() if c.started_at else None} for c in state.containers
             ],
             "started_at": latest.isoformat() if latest else None,
+            "restart": svc.restart, "replicas": svc.replicas,
+            "celery": _celery_view(svc),
         }
         return (Report(f"compose model and containers of {self.service}", info),)
+
+
+def _celery_view(svc: cf.Service) -> dict[str, Any] | None:
+    """A service's celery command line as celery reads it: its subcommand, whether it runs beat, -Q, --pidfile
+    and what the pidfile lives on (`tmpfs`, `volume`, `bind`, or `layer`: the container's own)."""
+    from ..celery import commands
+
+    command = commands.parse(svc.command)
+    if command is None:
+        return None
+    queues, pidfile = command.get("-Q", "--queues"), command.get("--pidfile")
+    path = pidfile.value if pidfile is not None and pidfile.value else None
+    mount = cf.mount_of(svc.mounts, path) if path else None
+    return {"subcommand": command.subcommand, "runs_beat": command.runs_beat,
+            "queues": queues.value.split(",") if queues is not None and queues.value else None,
+            "pidfile": path, "pidfile_on": (mount.type if mount else "layer") if path else None}
 
 
 @dataclass(frozen=True)

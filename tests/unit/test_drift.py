@@ -12,7 +12,7 @@ from remediate import api, drift
 from remediate.core.options import RunOptions
 from remediate.core.state import StateDir
 from remediate.drift import history, notify
-from remediate.diagnose import Finding, HostDiagnosis, Severity
+from remediate.diagnose import FAULTS, Finding, HostDiagnosis, Severity
 from remediate.core.results import ExitCode as DriftExit, Mode
 from remediate.drift import Check, CheckStatus
 from remediate.core.errors import Location
@@ -43,7 +43,8 @@ def assess(check_run: RunReport | None, *diagnoses: HostDiagnosis, hosts: tuple[
 def test_clean_when_nothing_would_change_and_health_has_no_problems() -> None:
     report = assess(run(HostResult("web-1", Status.OK, (step(Status.OK), step(Status.OK, TASKS)))), healthy("web-1"))
     assert report.exit_code() == DriftExit.CLEAN
-    assert report.check_names() == (*NAMES, "containers", "beat_scheduler", "tasks_registered", "tasks_ran")
+    assert report.check_names() == (*NAMES, "containers", "beat_scheduler", "tasks_registered", "tasks_ran",
+                                    *(fault.id for fault in FAULTS))
     assert all(c.status == CheckStatus.OK for c in report.checks)
 
 

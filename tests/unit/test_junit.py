@@ -9,7 +9,7 @@ import pytest
 
 from remediate import drift
 from remediate.drift import junit
-from remediate.diagnose import Finding, HostDiagnosis, Severity
+from remediate.diagnose import FAULTS, Finding, HostDiagnosis, Severity
 from remediate.drift import Check, CheckStatus, DriftReport
 from remediate.core.errors import Location
 from remediate.core.results import HostResult, Mode, RunReport, Status, StepResult
@@ -73,7 +73,7 @@ def test_valid_against_the_jenkins_xunit_schema() -> None:
     validate(text)
     root = ET.fromstring(text)
     assert root.tag == "testsuites" and "skipped" not in root.attrib  # junit-10 has no skipped on <testsuites>
-    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("time")) == ("12", "2", "6", "12.062")
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("time")) == (str(12 + 2 * len(FAULTS)), "2", str(6 + len(FAULTS)), "12.062")
 
 
 def test_a_schema_violation_would_be_caught() -> None:
@@ -87,7 +87,7 @@ def test_a_schema_violation_would_be_caught() -> None:
 def test_cases_carry_the_check_time_and_suites_the_playbook_file() -> None:
     text = junit.render(fleet())
     cases = {(c["classname"], c["name"]): c for c in gitlab_cases(text)}
-    assert len(cases) == 12
+    assert len(cases) == 12 + 2 * len(FAULTS)  # a health check per catalogue fault on each host
     scheduler = cases[("lab.web-1", NAMES[0])]
     assert scheduler["status"] == "failure" and scheduler["time"] == "1.750"  # its two steps
     assert scheduler["suite"] == f"web-1: {SCHEDULER}"
@@ -101,8 +101,9 @@ def test_cases_carry_the_check_time_and_suites_the_playbook_file() -> None:
     suites = {s.get("name"): s for s in ET.fromstring(text).iter("testsuite")}
     assert suites[f"web-1: {SCHEDULER}"].get("file") == SCHEDULER
     assert suites[f"web-2: {MODULES}"].get("file") == MODULES and suites[f"web-2: {MODULES}"].get("hostname") == "web-2"
-    # the host's four health checks share one 4.5 s diagnosis: their suite counts it once
-    assert suites["web-1: health checks"].get("time") == "4.500" and suites["web-1: health checks"].get("tests") == "4"
+    # the host's health checks (four, and one per catalogue fault) share one 4.5 s diagnosis: their suite counts it once
+    assert suites["web-1: health checks"].get("time") == "4.500"
+    assert suites["web-1: health checks"].get("tests") == str(4 + len(FAULTS))
     assert suites["web-1: health checks"].get("timestamp") == "2026-11-25T12:00:00"
 
 

@@ -1,0 +1,39 @@
+"""Catalogue faults unconsumed_queue and worker_not_consuming (issue 16 #2, #8) end to end on one lab
+instance of the current set (both sets behave alike: docs/notes in README's catalogue), after the healthy lab
+shows every catalogue playbook is a no-op."""
+from __future__ import annotations
+
+import pytest
+
+from tests.catalogue import FaultLab
+
+pytestmark = pytest.mark.lab
+
+MINE = ("celery-beat-pidfile", "celery-unconsumed-queue", "celery-worker-not-consuming", "celery-two-beats")
+
+
+def test_a_healthy_lab_no_catalogue_playbook_would_change(fault_lab: FaultLab) -> None:
+    rc, doc = fault_lab.diagnose()
+    assert rc == 0 and not doc["hosts"]["lab"]["problems"], doc["hosts"]["lab"]["problems"]
+    check = fault_lab.cli("apply", "lab", "--check", "--diff", *(a for p in MINE for a in ("-p", p)))
+    assert check.returncode == 0 and "would_change" not in check.stdout, check.stdout[-3000:]
+
+
+def test_a_queue_no_worker_consumes(fault_lab: FaultLab) -> None:
+    seen = fault_lab.flow("unconsumed-queue", "celery-unconsumed-queue")
+    finding = next(f for f in seen.broken["hosts"]["lab"]["problems"] if f["code"] == "unconsumed_queue")
+    assert finding["message"].startswith("tasks are sent to queue 'monitoring', which no worker consumes")
+    assert "sent there by: PeriodicTask 'lab-heartbeat'" in finding["evidence"]
+    assert '-    command: ["celery", "-A", "edms", "worker", "-Q", "celery",' in seen.check
+    assert '+    command: ["celery", "-A", "edms", "worker", "-Q", "celery,monitoring",' in seen.check
+    proof = [s for s in seen.applied["hosts"]["lab"]["steps"] if s["kind"] == "celery_queues" and s["status"] == "ok"][-1]
+    assert "waiting monitoring: 0; TaskResult rows apps.scheduler.tasks." in proof["message"], proof
+
+
+def test_a_worker_alive_but_not_consuming(fault_lab: FaultLab) -> None:
+    seen = fault_lab.flow("worker-not-consuming", "celery-worker-not-consuming")
+    finding = next(f for f in seen.broken["hosts"]["lab"]["problems"] if f["code"] == "worker_not_consuming")
+    assert any(e.endswith(": nothing") and e.startswith("workers answering (active_queues): ") for e in finding["evidence"])
+    assert "would celery_worker: restart" in seen.check
+    proof = [s for s in seen.applied["hosts"]["lab"]["steps"] if s["kind"] == "celery_queues" and s["status"] == "ok"][-1]
+    assert "TaskResult rows apps." in proof["message"], proof
