@@ -4,6 +4,8 @@
 #   lab/sshd.sh stop DIR                         stop exactly the sshd processes started for DIR
 # DIR gets: id_ed25519 (client key), known_hosts (one line per ADDR), ssh_host_ed25519_key, sshd.N.pid.
 # One sshd takes at most 16 ListenAddress lines, so more addresses start several daemons.
+# SSHD_EXTRA_CONFIG (optional): lines appended to each daemon's config, e.g. `SetEnv PATH=...` for a test
+# that puts a command wrapper first on the sessions' PATH, or a `Match User ...` block.
 set -euo pipefail
 
 die() { echo "sshd.sh: $*" >&2; exit 2; }
@@ -65,6 +67,7 @@ MaxSessions 100
 LogLevel ERROR
 Subsystem sftp internal-sftp
 CONF
+      [ -z "${SSHD_EXTRA_CONFIG:-}" ] || printf '%s\n' "$SSHD_EXTRA_CONFIG"
     } > "$conf"
     /usr/sbin/sshd -f "$conf" -E "$dir/sshd.$n.log"
     for _ in $(seq 50); do [ -s "$dir/sshd.$n.pid" ] && break; sleep 0.1; done

@@ -209,12 +209,20 @@ def _beat_pidfile(facts: CeleryFacts) -> tuple[Finding, ...]:
     command = commands.parse(model.services[facts.beat].command)
     option = command.get("--pidfile") if command is not None else None
     containers = (facts.services or {}).get(facts.beat, ())
-    looping = [c for c in containers if c.status == "restarting" or (not c.running and c.exit_code == 73)]
-    logged = [m.group(0) for m in map(PIDFILE_EXISTS.search, facts.beat_log.splitlines()) if m]
+    lines = facts.beat_log.splitlines()
+    refused = [i for i, line in enumerate(lines) if PIDFILE_EXISTS.search(line)]
+    started = [i for i, line in enumerate(lines) if "beat: Starting" in line]
+    # its last start refused on the pidfile (docker shows it running for a moment between attempts)
+    last_refused = bool(refused) and (not started or refused[-1] > started[-1])
+    looping = [c for c in containers if c.status == "restarting" or (not c.running and c.exit_code == 73)
+               or (c.restart_count and last_refused)]
+    logged = [m.group(0) for m in map(PIDFILE_EXISTS.search, lines) if m] if last_refused else []
     path = option.value if option is not None and option.value else None
     where = _mount_words(model, facts.beat, path) if path else ""
     if looping and (logged or any(c.exit_code == 73 for c in looping)):
         evidence = tuple(f"container {c.name}: {c.status}, exit code {c.exit_code}, {c.restart_count} restart(s)"
+                         if c.exit_code or not c.running else
+                         f"container {c.name}: running for a moment between restart attempts, {c.restart_count} restart(s)"
                          for c in looping)
         evidence += tuple(dict.fromkeys(logged))[-1:] + ((f"command: {' '.join(command.argv)}", where) if command and path else ())
         return (Finding(Severity.PROBLEM, "beat_pidfile",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from remediate.transport.base import CommandResult, Identity
 
@@ -16,6 +18,7 @@ class FakeTransport:
     name: str = "fake"
     script: list[tuple[tuple[str, ...], Handler]] = field(default_factory=list)
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    engine: FakeDocker | None = None
 
     def on(self, prefix: Sequence[str], handler: Handler) -> FakeTransport:
         self.script.append((tuple(prefix), handler))
@@ -42,7 +45,116 @@ class FakeTransport:
     def notices(self) -> tuple[str, ...]:
         return ()
 
+    def docker(self) -> FakeDocker:
+        if self.engine is None:
+            raise AssertionError("unscripted use of the Docker Engine API")
+        return self.engine
+
     def close(self) -> None:
+        pass
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class FakeDocker:
+    """A host's Engine API, scripted: inspect documents by container id (the latest one set wins), images, logs,
+    and a timeline of events released as a fake clock passes their time. The clock is this machine's and the
+    host's at once (offset 0); `sleep`/`next` advance it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.images: dict[str, str] = {}
+        self.log: dict[str, str] = {}
+        self.timeline: list[tuple[datetime, dict[str, Any], dict[str, Any] | None]] = []
+        self.on_command: Callable[[], None] = lambda: None
+        self.requests: list[str] = []
+        self.subscriptions = 0
+
+    # scripting
+    def at(self, seconds: float, action: str, doc: dict[str, Any], exit_code: int | None = None) -> FakeDocker:
+        """At now + seconds, `action` happens to the container and its inspect document becomes `doc`."""
+        when = self.now + timedelta(seconds=seconds)
+        attributes = {"com.docker.compose.service": doc["Config"]["Labels"]["com.docker.compose.service"],
+                      **({"exitCode": str(exit_code)} if exit_code is not None else {})}
+        nanos = int((when - EPOCH).total_seconds() * 1_000_000) * 1000
+        self.timeline.append((when, {"Action": action, "id": doc["Id"], "timeNano": nanos,
+                                     "Actor": {"ID": doc["Id"], "Attributes": attributes}}, doc))
+        self.timeline.sort(key=lambda item: item[0])
+        return self
+
+    def clock(self) -> float:
+        return (self.now - EPOCH).total_seconds()
+
+    def sleep(self, seconds: float) -> None:
+        self._advance(self.now + timedelta(seconds=seconds))
+
+    def _advance(self, to: datetime) -> list[dict[str, Any]]:
+        released = [(w, e, d) for w, e, d in self.timeline if w <= to]
+        self.timeline = [item for item in self.timeline if item[0] > to]
+        for _, event, doc in released:
+            if doc is not None:
+                self.docs[doc["Id"]] = doc
+        self.now = max(self.now, to)
+        return [e for _, e, _ in released]
+
+    # the DockerAPI surface the product uses
+    def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        self.requests.append("containers")
+        def match(doc: dict[str, Any]) -> bool:
+            have = doc["Config"]["Labels"]
+            return all(have.get(k, v if k == "com.docker.compose.project" else None) == v for k, v in labels.items())
+        return [d for d in self.docs.values() if match(d)]
+
+    def container(self, cid: str) -> dict[str, Any] | None:
+        self.requests.append(f"inspect {cid}")
+        return self.docs.get(cid)
+
+    def image(self, ref: str) -> dict[str, Any] | None:
+        self.requests.append(f"image {ref}")
+        return {"Id": self.images[ref]} if ref in self.images else None
+
+    def logs(self, cid: str, since: datetime | None = None, tail: int | None = None) -> str:
+        self.requests.append(f"logs {cid}")
+        return self.log.get(cid, "")
+
+    def host_time(self, local: float) -> datetime:
+        return EPOCH + timedelta(seconds=local)
+
+    def local_time(self, host: datetime) -> float:
+        return (host - EPOCH).total_seconds()
+
+    def events(self, filters: Mapping[str, Any]) -> FakeEvents:
+        self.subscriptions += 1
+        return FakeEvents(self)
+
+    def interrupt(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeEvents:
+    """A subscription to FakeDocker's timeline: `next(until)` jumps the clock to the next event, or to `until`."""
+
+    def __init__(self, engine: FakeDocker) -> None:
+        self.engine = engine
+        self.ended = False
+        self.pending: list[dict[str, Any]] = []
+
+    def next(self, until: float) -> dict[str, Any] | None:
+        if not self.pending:
+            limit = EPOCH + timedelta(seconds=until)
+            upcoming = [w for w, _, _ in self.engine.timeline if w <= limit]
+            self.pending = self.engine._advance(upcoming[0] if upcoming else limit)
+        return self.pending.pop(0) if self.pending else None
+
+    def __enter__(self) -> FakeEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         pass
 
 

@@ -10,6 +10,7 @@ from ..celery.tasks import unregistered
 from ..core.errors import StepError, tail_lines
 from ..core.results import CommandOutput
 from ..facts import compose as cf
+from ..facts import containers as fc
 from ..facts.celery import CeleryState, ask_beat, parse_state, registered
 from ..facts.django import ShellQuery
 from .base import Action, ExecContext, Outcome
@@ -83,7 +84,7 @@ class TasksRunAction(Action):
         return parse_state(self.state.ask(ctx.transport, "state query", REMEDIATE_SINCE=since.isoformat()))
 
     def execute(self, ctx: ExecContext) -> Outcome:
-        containers = cf.gather_containers(ctx.transport, self.project_name, self.beat_service)
+        containers = fc.gather_containers(ctx.transport, self.project_name, self.beat_service)
         running = [c for c in containers.containers if c.running and c.started_at]
         if not running:
             return Outcome(failed=True, message=f"{self.beat_service} is not running")

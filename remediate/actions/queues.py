@@ -9,7 +9,7 @@ from typing import Any
 from ..celery import commands
 from ..celery.schedules import iso
 from ..core.errors import StepError
-from ..facts import compose as cf
+from ..facts import containers as fc
 from ..facts.celery import QueueFacts, parse_queues
 from ..facts.django import ShellQuery
 from .base import Action, ExecContext, Outcome
@@ -60,7 +60,7 @@ class QueuesAction(Action):
 
     def _since(self, ctx: ExecContext) -> datetime:
         if self.since_service:
-            state = cf.gather_containers(ctx.transport, self.project_name, self.since_service)
+            state = fc.gather_containers(ctx.transport, self.project_name, self.since_service)
             started = [c.started_at for c in state.containers if c.running and c.started_at]
             if not started:
                 raise StepError(f"{self.since_service} is not running")

@@ -23,6 +23,7 @@ from ..core.errors import RemediateError, StepError, Unreachable
 from ..inputs import resources, templating
 from ..transport.base import CommandResult, Transport
 from . import compose as cf
+from . import containers as fc
 from .base import Probe
 from .django import ShellQuery
 
@@ -125,12 +126,11 @@ def parse_registered(stdout: str) -> set[str] | None:
     return None
 
 
-def beat_log_stamped(transport: Transport, container: cf.Container) -> str:
-    """Beat's log lines about its schedule since its container started, with docker's UTC timestamps."""
-    since = container.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if container.started_at else "0"
-    script = ('docker logs --timestamps --since "$1" "$2" 2>&1 '
-              "| grep -E 'beat: Starting|Schedule changed|Sending due task' ; exit 0")
-    return transport.run(["sh", "-c", script, "sh", since, container.id], timeout=120).out
+def beat_log_stamped(transport: Transport, container: fc.Container) -> str:
+    """Beat's log lines about its schedule since its container started, with the engine's UTC timestamps."""
+    text = fc.logs_since(transport, container, timestamps=True)
+    return "\n".join(line for line in text.splitlines()
+                     if "beat: Starting" in line or "Schedule changed" in line or "Sending due task" in line)
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ class CeleryFacts:
 
     beat: str = "celery_beat"
     worker: str = "celery_worker"
-    services: Mapping[str, tuple[cf.Container, ...]] | None = None  # every service's containers, in model order
+    services: Mapping[str, tuple[fc.Container, ...]] | None = None  # every service's containers, in model order
     beat_command: tuple[str, ...] | None = None
     beat_started: datetime | None = None
     banner: str | None = None  # beat's `scheduler -> ...` banner since its container started (when it runs)
@@ -285,7 +285,7 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         project = cf.Project(str(v["compose_dir"]), tuple(v.get("compose_files") or ()), v.get("compose_project"))
         compose = cf.detect(transport)
         model = cf.gather_model(transport, compose, project)
-        everything = cf.gather_containers(transport, model.name)  # every service's containers in one round trip
+        everything = fc.gather_containers(transport, model.name)  # every service's containers, from the engine
         services = {name: tuple(c for c in everything.containers if c.service == name) for name in model.services}
         command = model.services[beat].command if beat in model.services else None
         # a container docker is restarting reads Running between its attempts: it is not up
@@ -294,19 +294,28 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         if running:
             started = max(c.started_at for c in running if c.started_at)
             newest = max(running, key=lambda c: c.started_at or everything.now)
-            found = BANNER.findall(cf.logs_since(transport, newest))
+            found = BANNER.findall(fc.logs_since(transport, newest))
             banner = found[-1] if found else None
         seen = CeleryFacts(beat, worker, services, command, started, banner, model=model)
         if running:
             seen = _with(seen, beat_events=parse_beat_events(beat_log_stamped(transport, newest)))
         if beat in model.services and any(c.restart_count or not c.running or c.status == "restarting"
                                            for c in services.get(beat, ())):
-            seen = _with(seen, beat_log=cf.tail_logs(transport, compose, project, beat, 40))
+            newest_beat = max(services[beat], key=lambda c: c.started_at or everything.now)
+            seen = _with(seen, beat_log=fc.tail(transport, newest_beat, 40))
         # the settings beat really loads are read in beat's own container: the backend may run an older image
         asked = beat if seen.beat_started is not None else backend if backend in model.services else beat
         templates = resources.template_path()
         app = str(v["celery_app"])
-        state = parse_state(state_query(compose, project, asked, app, v, templates).ask(transport, f"state query in {asked}"))
+        try:
+            state = parse_state(state_query(compose, project, asked, app, v, templates).ask(transport, f"state query in {asked}"))
+        except StepError:
+            # beat's container may die under the query (a restart loop reads "running" between attempts): the
+            # backend runs the same settings' image more often than not, and says which module it loaded
+            if asked != beat or backend not in model.services:
+                raise
+            asked = backend
+            state = parse_state(state_query(compose, project, asked, app, v, templates).ask(transport, f"state query in {asked}"))
         seen = _with(seen, asked=asked, state=state)
         try:
             probe = ask_beat(transport, beat_query(compose, project, asked, app, v, templates, str(v["beat_scheduler"])))

@@ -1,7 +1,8 @@
-"""Docker Compose facts over the host's one connection: the compose model, containers, and logs.
+"""Docker Compose facts over the host's one connection: the compose model, and the probes of compose steps.
 
-The model comes from `docker compose config` (JSON; v1's YAML), the containers from `docker inspect` JSON.
-Parsing is pure; the gather functions and probes are the only ones that talk to the host.
+The model comes from `docker compose config` (JSON; v1's YAML): compose itself stays on its CLI. Containers
+come from the Docker Engine API (`containers.py`). Parsing is pure; the gather functions and probes are the
+only ones that talk to the host.
 """
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import json
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from ..core.errors import StepError
 from ..transport.base import Transport
 from .base import Probe
+from .containers import Mount, ServiceState, gather_containers, image_id
+
+__all__ = ["Compose", "ComposeFacts", "ComposeFilesProbe", "ComposeProbe", "mount_of", "ContainersProbe", "ServiceContainers", "Model", "Mount", "Project", "Service",
+           "detect", "gather_model", "parse_model"]
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,6 @@ def detect(transport: Transport) -> Compose:
     if found == "v1":
         return Compose(("docker-compose",))
     raise StepError(f"{transport.name}: neither `docker compose` (v2) nor `docker-compose` (v1) is installed")
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A bind mount or volume of a service."""
-
-    type: str
-    source: str
-    target: str
 
 
 def mount_of(mounts: Sequence[Mount], path: str) -> Mount | None:
@@ -213,130 +208,6 @@ def gather_model(transport: Transport, compose: Compose, project: Project) -> Mo
 
 
 @dataclass(frozen=True)
-class Container:
-    """A container of a service, from `docker inspect`."""
-
-    id: str
-    name: str
-    service: str
-    status: str
-    running: bool
-    health: str | None
-    started_at: datetime | None
-    image_id: str
-    exit_code: int
-    restart_count: int
-    mounts: tuple[Mount, ...] = ()
-
-    def describe(self) -> str:
-        """State in a few words."""
-        health = f", {self.health}" if self.health else ""
-        started = self.started_at.isoformat(timespec="seconds") if self.started_at else "never"
-        exit_code = f", exit code {self.exit_code}" if not self.running else ""
-        return f"{self.name} {self.status}{health}{exit_code}, started {started}, image {self.image_id[:19]}"
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """Docker's RFC 3339 time with nanoseconds -> aware datetime (None for the zero time)."""
-    if not text or text.startswith("0001-"):
-        return None
-    text = text.rstrip("Z")
-    if "+" in text[10:] or text[10:].count("-") > 0:
-        main, _, _ = text.partition("+")
-        text = main
-    if "." in text:
-        head, frac = text.split(".", 1)
-        text = f"{head}.{frac[:6]}"
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-
-
-def parse_containers(text: str) -> tuple[Container, ...]:
-    """Parse `docker inspect` JSON."""
-    if not text.strip():
-        return ()
-    out = []
-    for item in json.loads(text):
-        state = item.get("State") or {}
-        labels = (item.get("Config") or {}).get("Labels") or {}
-        health = (state.get("Health") or {}).get("Status")
-        out.append(
-            Container(
-                id=item["Id"],
-                name=item.get("Name", "").lstrip("/"),
-                service=labels.get("com.docker.compose.service", ""),
-                status=state.get("Status", "unknown"),
-                running=bool(state.get("Running")),
-                health=health,
-                started_at=parse_time(state.get("StartedAt")),
-                image_id=item.get("Image", ""),
-                exit_code=int(state.get("ExitCode") or 0),
-                restart_count=int(item.get("RestartCount") or 0),
-                mounts=tuple(
-                    Mount(m.get("Type", ""), m.get("Source", ""), m.get("Destination", "")) for m in item.get("Mounts") or ()
-                ),
-            )
-        )
-    return tuple(out)
-
-
-# One round trip: the host's clock, then `docker inspect` of every container of the service.
-_CONTAINERS = r"""
-date -u +%Y-%m-%dT%H:%M:%S.%NZ
-if [ -n "$2" ]; then
-  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2")
-else
-  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1")
-fi
-if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi
-"""
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """The host's clock and a service's containers at one moment."""
-
-    now: datetime
-    containers: tuple[Container, ...]
-
-
-def gather_containers(transport: Transport, project_name: str, service: str = "") -> ServiceState:
-    """Containers of a compose service, or of the whole project when no service is named (by compose labels),
-    and the host's current time: one round trip."""
-    result = transport.run(["sh", "-c", _CONTAINERS, "sh", project_name, service])
-    if not result.ok:
-        raise StepError(f"cannot inspect containers of {service or project_name}: {result.err.strip()[-500:]}")
-    clock, _, rest = result.out.partition("\n")
-    now = parse_time(clock.strip())
-    assert now is not None
-    return ServiceState(now, parse_containers(rest))
-
-
-def tail_logs(transport: Transport, compose: Compose, project: Project, service: str, lines: int = 30) -> str:
-    """The last lines of a service's log, for error messages."""
-    # v1 has no --no-log-prefix; its lines keep the "service_1  | " prefix
-    prefix = ("--no-log-prefix",) if compose.v2 else ()
-    result = transport.run(compose.argv(project, "logs", "--no-color", *prefix, "--tail", str(lines), service))
-    return (result.out + result.err).strip()
-
-
-def logs_since(transport: Transport, container: Container, after: datetime | None = None) -> str:
-    """A container's log (stdout and stderr) since it started (or since `after`, when later): what this run of
-    its process said."""
-    start = container.started_at
-    if after is not None and (start is None or after > start):
-        start = after
-    since = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if start else "0"
-    result = transport.run(["docker", "logs", "--since", since, container.id])
-    return result.out + result.err
-
-
-def newest_running(state: ServiceState) -> Container | None:
-    """The service's running container that started last, if any runs."""
-    running = [c for c in state.containers if c.running]
-    return max(running, key=lambda c: c.started_at or state.now) if running else None
-
-
-@dataclass(frozen=True)
 class ComposeFacts:
     """The compose binary and model of one project."""
 
@@ -358,16 +229,27 @@ class ComposeProbe(Probe):
 
 
 @dataclass(frozen=True)
+class ServiceContainers:
+    """A service's containers with the host's clock, and the id of the image its `image:` names (None: no such
+    image on the host, or the service names none)."""
+
+    state: ServiceState
+    image_id: str | None
+
+
+@dataclass(frozen=True)
 class ContainersProbe(Probe):
-    """Containers of one service and the host's clock."""
+    """Containers of one service, the host's clock, and the service's image, from the Engine API."""
 
     project: Project
     service: str
 
-    def gather(self, transport: Transport) -> ServiceState:
+    def gather(self, transport: Transport) -> ServiceContainers:
         compose = detect(transport)
         model = gather_model(transport, compose, self.project)
-        return gather_containers(transport, model.name, self.service)
+        image = model.service(self.service).image if self.service in model.services else None
+        return ServiceContainers(gather_containers(transport, model.name, self.service),
+                                 image_id(transport, image) if image else None)
 
 
 # what compose reads when no -f is given: the first existing main file, then its override (compose spec)

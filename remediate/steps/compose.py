@@ -15,7 +15,7 @@ from ..actions.compose import ServiceAction, LogsAction
 from ..core.errors import StepError
 from ..facts import compose as cf
 from ..facts.base import Facts, Probe
-from ..facts.compose import ComposeFacts, ComposeProbe, ContainersProbe
+from ..facts.compose import ComposeFacts, ComposeProbe, ContainersProbe, ServiceContainers
 from .base import PlanContext, Step
 
 
@@ -277,7 +277,8 @@ class ComposeService(ComposeStep):
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
         svc = f.model.service(self.service)
-        state: cf.ServiceState = facts[ContainersProbe(self.project(), self.service)]
+        found: ServiceContainers = facts[ContainersProbe(self.project(), self.service)]
+        state = found.state
         builder = None
         try:
             builder = f.model.builder(self.service).name
@@ -290,10 +291,8 @@ class ComposeService(ComposeStep):
             "environment": dict(svc.environment), "command": list(svc.command),
             "mounts": [{"type": m.type, "source": m.source, "target": m.target} for m in svc.mounts],
             "running": bool(running), "project_name": f.model.name,
-            "containers": [
-                {"id": c.id, "name": c.name, "status": c.status, "health": c.health, "image_id": c.image_id,
-                 "started_at": c.started_at.isoformat() if c.started_at else None} for c in state.containers
-            ],
+            "image_id": found.image_id,
+            "containers": [c.as_data() for c in state.containers],
             "started_at": latest.isoformat() if latest else None,
             "restart": svc.restart, "replicas": svc.replicas,
             "celery": _celery_view(svc),

@@ -4,9 +4,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import CommandFailed
+
+if TYPE_CHECKING:
+    from .docker import DockerAPI
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ class Transport(Protocol):
 
     def notices(self) -> tuple[str, ...]:
         """What the connection has to tell the operator (a host key it added)."""
+        ...
+
+    def docker(self) -> DockerAPI:
+        """The host's Docker Engine API, opened on first use over this connection and closed with it; it acts as
+        this transport's identity (a view that becomes another user dials its own)."""
         ...
 
     def close(self) -> None:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..inputs.inventory import Host
 from .base import CommandResult, Identity, Transport
+
+if TYPE_CHECKING:
+    from .docker import DockerAPI
 
 
 class Lent:
@@ -35,6 +39,10 @@ class Lent:
     def notices(self) -> tuple[str, ...]:
         """The owner's notices."""
         return self._transport.notices()
+
+    def docker(self) -> DockerAPI:
+        """The owner's Docker Engine API."""
+        return self._transport.docker()
 
     def close(self) -> None:
         """Kept open for the next user of this host's connection."""

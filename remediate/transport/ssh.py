@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import select
+import shlex
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import paramiko
 
     from ..inputs.inventory import Host
+    from .docker import DockerAPI
 
 _known_hosts_lock = threading.Lock()
 _parsed_lock = threading.Lock()
@@ -111,6 +113,7 @@ class SSHTransport:
         self._out = bytearray()
         self._err = bytearray()
         self._lock = threading.Lock()
+        self._docker: DockerAPI | None = None
 
     def _open(self) -> paramiko.Transport:
         if self._transport is not None and self._transport.is_active():
@@ -173,6 +176,8 @@ class SSHTransport:
     def interrupt(self) -> None:
         """Kill the running remote command (its whole process group) and refuse new ones."""
         self._interrupted.set()
+        if self._docker is not None:
+            self._docker.interrupt()
 
     def identity(self) -> Identity:
         """The SSH user and address, the server's host key and the client key, by their SHA256 fingerprints."""
@@ -362,13 +367,69 @@ class SSHTransport:
             return f"(killing remote process group {pid} failed: {exc})"
         return f"(remote process group {pid} killed)"
 
+    def open_channel(self, argv: Sequence[str], timeout: float = 60.0) -> paramiko.Channel:
+        """A channel of its own on the host's connection, running argv with the channel as its stdin and stdout
+        (for a command that speaks only when spoken to, as `docker system dial-stdio`). What the login shell's
+        startup files print comes before a start marker on both streams and is dropped."""
+        with self._lock:
+            chan = self._channel()
+        token = secrets.token_hex(16)
+        chan.exec_command(f"printf '%s\\n' {token}o; printf '%s\\n' {token}e >&2; exec {shell_command(argv)}")
+        deadline = time.monotonic() + timeout
+        out, err = bytearray(), bytearray()
+        out_mark, err_mark = f"{token}o\n".encode(), f"{token}e\n".encode()
+        # Read no byte past a marker: what follows it (dial-stdio's own error, say) stays in the channel.
+        while not out.endswith(out_mark) or not err.endswith(err_mark):
+            if not out.endswith(out_mark) and chan.recv_ready():
+                out += chan.recv(unread_to(out, out_mark))
+            elif not err.endswith(err_mark) and chan.recv_stderr_ready():
+                err += chan.recv_stderr(unread_to(err, err_mark))
+            elif chan.exit_status_ready() or chan.closed:
+                chan.close()
+                raise Unreachable(f"{self.host.address}:{self.host.port}: the login shell ended before "
+                                  f"`{shlex.join(argv)}` started: {bytes(err).decode(errors='replace').strip()[-300:]}")
+            elif time.monotonic() > deadline:
+                chan.close()
+                raise Unreachable(f"{self.host.address}:{self.host.port}: the login shell did not start "
+                                  f"`{shlex.join(argv)}` within {timeout:g} s")
+            else:
+                select.select([chan], [], [], _POLL)
+        return chan
+
+    def docker(self) -> DockerAPI:
+        """The host's Docker Engine API over a channel of this connection (`docker system dial-stdio`).
+
+        Become (sudo) hook: the engine dials through `open_channel`, so a become view of this connection whose
+        `open_channel` runs argv through sudo gets the daemon as the become user by keeping an engine of its own,
+        `DockerAPI(self.name, lambda: view.open_channel(DIAL_STDIO), user=<become user>)`, closed with the view;
+        `sudo -n docker system dial-stdio` and `sudo -S` with the password line before the first request both
+        work (tried against this machine's daemon)."""
+        if self._docker is None:
+            from .docker import DIAL_STDIO, DockerAPI
+
+            self._docker = DockerAPI(self.name, lambda: self.open_channel(DIAL_STDIO),
+                                     user=self.host.user or getpass.getuser())
+        return self._docker
+
     def close(self) -> None:
-        """Close the shell and the connection."""
+        """Close the Engine API's channels, the shell and the connection."""
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
         self._drop_shell()
         if self._conn is not None:
             self._conn.close()
         self._conn = None
         self._transport = None
+
+
+def unread_to(seen: bytes | bytearray, mark: bytes) -> int:
+    """How many bytes may be read after `seen` without reading past the first `mark` to come: mark's length
+    less the longest end of `seen` that begins it (the mark cannot end sooner than that)."""
+    for k in range(min(len(mark) - 1, len(seen)), 0, -1):
+        if seen.endswith(mark[:k]):
+            return len(mark) - k
+    return len(mark)
 
 
 class _ShellTimeout(Exception):

@@ -3,16 +3,19 @@ command lines read as celery reads them, and the compose-file command edit (only
 and order kept)."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
 from remediate.celery import commands
-from remediate.diagnose import FAULTS, Severity, judge
+
+from remediate.diagnose import FAULTS, DiagnoseReport, HostDiagnosis, Severity, judge, render_json, render_text
 from remediate.edits import composefile
 from remediate.edits.textpatch import EditError
 from remediate.facts.celery import CeleryFacts, QueueFacts
-from remediate.facts.compose import Container, Model, Mount, Service
+from remediate.facts.compose import Model, Mount, Service
+from remediate.facts.containers import Container
 from tests.unit.test_diagnose import HEALTHY, STARTED, container
 
 P, W = Severity.PROBLEM, Severity.WARNING
@@ -101,6 +104,20 @@ def test_the_evidence_quotes_the_log_line_the_command_and_the_mount() -> None:
     assert "sent there by: PeriodicTask 'lab-heartbeat'" in queue.evidence
 
 
+def test_text_and_json_quote_the_evidence() -> None:
+    facts = CASES["a PeriodicTask sends to a queue no worker's -Q names"][0]
+    findings, tasks = judge(facts)
+    report = DiagnoseReport((HostDiagnosis("web-1", findings, facts, "", tasks),))
+    text = render_text(report)
+    assert ("  PROBLEM  unconsumed_queue: tasks are sent to queue 'monitoring', which no worker consumes: 4 message(s) wait\n"
+            "             | sent there by: PeriodicTask 'lab-heartbeat'\n") in text
+    assert text.endswith("problems found; exit 2")
+    doc = json.loads(render_json(report))["hosts"]["web-1"]
+    problem = next(p for p in doc["problems"] if p["code"] == "unconsumed_queue")
+    assert problem["evidence"][-1] == "messages waiting in 'monitoring': 4"
+    assert doc["facts"]["queues"]["unconsumed"] == ["monitoring"]
+
+
 def test_fault_ids_are_stable_and_unique() -> None:
     assert [f.id for f in FAULTS] == ["beat_pidfile", "unconsumed_queue", "timezone", "unseen_change", "migrations",
                                       "result_backend", "two_beats", "worker_not_consuming"]
@@ -180,3 +197,14 @@ def test_what_cannot_be_edited_safely_is_refused_naming_the_line() -> None:
         composefile.set_command("services:\n  w:\n    image: x\n", "w", ("celery",))
     with pytest.raises(EditError, match="not valid YAML"):
         composefile.set_command("services: [\n", "w", ("celery",))
+
+
+def test_each_fault_is_a_drift_health_check_of_its_own() -> None:
+    from remediate.drift import CheckStatus, health_checks
+
+    facts = CASES["the worker runs -B beside the beat service"][0]
+    checks = {c.name: c for c in health_checks(HostDiagnosis("web-1", judge(facts)[0], facts))}
+    assert [name for name in checks if name in {f.id for f in FAULTS}] == [f.id for f in FAULTS]
+    assert checks["two_beats"].status is CheckStatus.DRIFT
+    assert checks["two_beats"].details[0].startswith("two_beats: 2 beats run: every periodic task is sent once by each (celery_worker: 1")
+    assert all(checks[f.id].status is CheckStatus.OK for f in FAULTS if f.id != "two_beats")

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from remediate.facts.compose import parse_containers, parse_model
+from remediate.facts.compose import parse_model
+from remediate.facts.containers import container
 
 from remediate.steps.compose import decide_reload
 from remediate.core.errors import StepError
@@ -73,6 +74,6 @@ def test_containers_parse_state_and_times() -> None:
     doc = [{"Id": "abc", "Name": "/edms-celery_beat-1", "Image": "sha256:1",
             "State": {"Status": "running", "Running": True, "StartedAt": "2026-11-24T02:03:04.123456789Z", "ExitCode": 0},
             "Config": {"Labels": {"com.docker.compose.service": "celery_beat"}}, "RestartCount": 0, "Mounts": []}]
-    (c,) = parse_containers(json.dumps(doc))
+    (c,) = [container(d) for d in doc]
     assert c.service == "celery_beat" and c.running and c.started_at is not None
     assert c.started_at.isoformat() == "2026-11-24T02:03:04.123456+00:00"

@@ -1,8 +1,6 @@
 """Compose steps against a fake transport: v1/v2 detection, the argv each runs, and the proof after an action."""
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,7 +13,7 @@ from remediate.steps.base import PlanContext
 from remediate.actions.compose import ServiceAction
 from remediate.steps.compose import ComposeExec, ComposeRestart
 from remediate.transport.base import CommandResult
-from tests.fakes import FakeTransport, ok
+from tests.fakes import FakeDocker, FakeTransport, ok
 
 V1_CONFIG = b"""\
 services:
@@ -74,36 +72,36 @@ def test_neither_compose_is_a_clear_error() -> None:
 
 
 def inspect_doc(cid: str, status: str, started: datetime, *, restarts: int = 0, exit_code: int = 0,
-                health: str | None = None) -> dict[str, Any]:
+                health: str | None = None, image: str = "sha256:img") -> dict[str, Any]:
     state: dict[str, Any] = {"Status": status, "Running": status in ("running", "restarting"),
                              "StartedAt": started.isoformat().replace("+00:00", "Z"), "ExitCode": exit_code}
+    config: dict[str, Any] = {"Labels": {"com.docker.compose.service": "celery_beat"}}
     if health:
         state["Health"] = {"Status": health}
-    return {"Id": cid, "Name": f"/edms-celery_beat-{cid}", "Image": "sha256:img", "State": state,
-            "RestartCount": restarts, "Config": {"Labels": {"com.docker.compose.service": "celery_beat"}}}
+        config["Healthcheck"] = {"Test": ["CMD", "true"]}
+    return {"Id": cid, "Name": f"/edms-celery_beat-{cid}", "Image": image, "State": state,
+            "RestartCount": restarts, "Config": config}
 
 
 class Host:
-    """A fake host: a clock, and the containers `docker inspect` shows at each poll."""
+    """A fake host: compose commands over its transport, and an Engine API whose events follow a fake clock."""
 
-    def __init__(self, polls: list[list[dict[str, Any]]]) -> None:
-        self.now = T0
-        self.polls: Iterator[list[dict[str, Any]]] = iter(polls)
-        self.last: list[dict[str, Any]] = []
-        self.transport = FakeTransport().on(("sh", "-c"), self.inspect).on(
+    def __init__(self, *running: dict[str, Any]) -> None:
+        self.engine = FakeDocker(T0)
+        for doc in running:
+            self.engine.docs[doc["Id"]] = doc
+        self.engine.log = {"a": "Traceback ...\nImportError: boom\n"}
+        self.transport = FakeTransport(engine=self.engine).on(
             ("docker", "compose", "--project-directory", "/srv/edms", "restart"), ok()).on(
-            ("docker", "compose", "--project-directory", "/srv/edms", "logs"), ok(b"Traceback ...\nImportError: boom\n"))
+            ("docker", "compose", "--project-directory", "/srv/edms", "build"), ok()).on(
+            ("docker", "compose", "--project-directory", "/srv/edms", "up"), ok())
 
-    def inspect(self, argv: tuple[str, ...], stdin: bytes | None) -> CommandResult:
-        self.last = next(self.polls, self.last)
-        clock = self.now.isoformat().replace("+00:00", "Z")
-        return CommandResult(argv, 0, f"{clock}\n{json.dumps(self.last)}".encode(), b"")
-
-    def sleep(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+    @property
+    def now(self) -> datetime:
+        return self.engine.now
 
     def ctx(self) -> ExecContext:
-        return ExecContext("h", self.transport, "run", sleep=self.sleep, clock=lambda: self.now.timestamp())
+        return ExecContext("h", self.transport, "run", sleep=self.engine.sleep, clock=self.engine.clock)
 
 
 def restart(wait: float = 30, settle: float = 3) -> ServiceAction:
@@ -112,52 +110,104 @@ def restart(wait: float = 30, settle: float = 3) -> ServiceAction:
 
 
 def test_running_for_settle_seconds_proves_the_restart() -> None:
-    old = inspect_doc("a", "running", T0 - timedelta(hours=1))
-    new = [inspect_doc("a", "running", T0 + timedelta(seconds=1))]
-    host = Host([[old], new, new, new, new, new])
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1)))
+    host.engine.at(1, "start", inspect_doc("a", "running", T0 + timedelta(seconds=1)))
 
     outcome = restart().execute(host.ctx())
 
-    assert not outcome.failed and "started 2026-11-25T02:00:01" in outcome.message
+    assert not outcome.failed and "started 2026-11-25T02:00:01" in outcome.message, outcome.message
     assert host.now - T0 >= timedelta(seconds=4), "returned before the container had stayed up for `settle`"
+    assert host.now - T0 < timedelta(seconds=4.01), "a poll's interval late: the host's clock decides, not a poll"
+    proof = outcome.data["proof"]["celery_beat"]
+    assert proof["verdict"] == "running" and proof["at"] == "2026-11-25T02:00:04+00:00", proof
+    assert "still up at 02:00:04.000 with no healthcheck, 3.00 s after it started: proved" in outcome.message
 
 
 def test_a_container_that_exits_right_after_start_fails_with_its_state_and_log() -> None:
-    old = inspect_doc("a", "running", T0 - timedelta(hours=1))
-    host = Host([[old], [inspect_doc("a", "running", T0 + timedelta(seconds=1))],
-                 [inspect_doc("a", "exited", T0 + timedelta(seconds=1), exit_code=1)]])
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1)))
+    host.engine.at(1, "start", inspect_doc("a", "running", T0 + timedelta(seconds=1))).at(
+        2, "die", inspect_doc("a", "exited", T0 + timedelta(seconds=1), exit_code=1), exit_code=1)
 
-    with pytest.raises(StepError) as err:
-        restart().execute(host.ctx())
+    outcome = restart(settle=5).execute(host.ctx())
 
-    message = str(err.value)
-    assert "celery_beat did not stay up: edms-celery_beat-a exited, exit code 1" in message
-    assert "last log lines of celery_beat:\nTraceback ...\nImportError: boom" in message
+    assert outcome.failed
+    assert "celery_beat did not stay up: edms-celery_beat-a exited, exit code 1" in outcome.message
+    assert "died at 02:00:02.000 (exit code 1), 1.00 s after it started" in outcome.message
+    assert "last log lines of celery_beat:\nTraceback ...\nImportError: boom" in outcome.message
+    assert host.now - T0 == timedelta(seconds=2), "decided at the die event, not at the end of `settle`"
 
 
 def test_restarts_by_the_restart_policy_count_as_a_crash() -> None:
-    old = inspect_doc("a", "running", T0 - timedelta(hours=1), restarts=2)
-    host = Host([[old], [inspect_doc("a", "running", T0 + timedelta(seconds=2), restarts=3)]])
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1), restarts=2))
+    host.engine.at(1, "start", inspect_doc("a", "running", T0 + timedelta(seconds=1), restarts=2)).at(
+        2, "die", inspect_doc("a", "restarting", T0 + timedelta(seconds=1), restarts=2), exit_code=1).at(
+        2.1, "start", inspect_doc("a", "running", T0 + timedelta(seconds=2.1), restarts=3))
 
-    with pytest.raises(StepError, match="did not stay up"):
-        restart().execute(host.ctx())
+    outcome = restart().execute(host.ctx())
+
+    assert outcome.failed and "did not stay up" in outcome.message, outcome.message
 
 
 def test_no_new_container_within_the_wait_reports_what_it_last_saw() -> None:
-    old = [inspect_doc("a", "running", T0 - timedelta(hours=1))]
-    host = Host([old])
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1)))
 
-    with pytest.raises(StepError, match=r"no new container up within 5 s; last seen: edms-celery_beat-a running"):
-        restart(wait=5).execute(host.ctx())
+    outcome = restart(wait=5).execute(host.ctx())
+
+    assert outcome.failed
+    assert "celery_beat: no new container up within 5 s; last seen: edms-celery_beat-a running" in outcome.message
+    assert host.now - T0 == timedelta(seconds=5)
 
 
 def test_a_healthcheck_must_report_healthy() -> None:
-    old = inspect_doc("a", "running", T0 - timedelta(hours=1), health="healthy")
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1), health="healthy"))
     starting = inspect_doc("a", "running", T0 + timedelta(seconds=1), health="starting")
-    host = Host([[old], [starting], [starting], [inspect_doc("a", "running", T0 + timedelta(seconds=1), health="unhealthy")]])
+    host.engine.at(1, "start", starting).at(
+        4, "health_status: unhealthy", inspect_doc("a", "running", T0 + timedelta(seconds=1), health="unhealthy"))
 
-    with pytest.raises(StepError, match="did not stay up: edms-celery_beat-a running, unhealthy"):
-        restart(settle=0).execute(host.ctx())
+    outcome = restart(settle=0).execute(host.ctx())
+
+    assert outcome.failed and "did not stay up: edms-celery_beat-a running, unhealthy" in outcome.message
+    assert "unhealthy at 02:00:04.000 (health_status), 3.00 s after it started" in outcome.message
+
+
+def test_healthy_proves_at_the_health_event() -> None:
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1), health="healthy"))
+    host.engine.at(1, "start", inspect_doc("a", "running", T0 + timedelta(seconds=1), health="starting")).at(
+        7.5, "health_status: healthy", inspect_doc("a", "running", T0 + timedelta(seconds=1), health="healthy"))
+
+    outcome = restart(settle=3).execute(host.ctx())
+
+    assert not outcome.failed, outcome.message
+    assert host.now - T0 == timedelta(seconds=7.5), "a healthcheck waits for healthy, not for `settle`"
+    assert "edms-celery_beat-a running, healthy" in outcome.message
+    assert "healthy at 02:00:07.500 (health_status), 6.50 s after it started" in outcome.message
+
+
+def test_a_rebuild_waits_for_a_container_of_the_new_image() -> None:
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1), image="sha256:old"))
+    host.engine.images["edms-backend"] = "sha256:new"
+    host.engine.at(1, "start", inspect_doc("b", "running", T0 + timedelta(seconds=1), image="sha256:old")).at(
+        2, "start", inspect_doc("c", "running", T0 + timedelta(seconds=2), image="sha256:new"))
+    action = ServiceAction(cf.Compose(("docker", "compose")), cf.Project("/srv/edms"), "edms", ("celery_beat",),
+                           "rebuild", builder="backend", image="edms-backend", wait=30, settle=3)
+
+    outcome = action.execute(host.ctx())
+
+    assert not outcome.failed, outcome.message
+    assert outcome.data["containers"]["celery_beat"]["id"] == "c" and host.now - T0 == timedelta(seconds=5)
+    assert [c[4] for c in host.transport.calls] == ["build", "up"]
+    assert host.engine.subscriptions == 1
+
+
+def test_a_rebuild_that_made_the_image_already_running_is_refused() -> None:
+    host = Host(inspect_doc("a", "running", T0 - timedelta(hours=1), image="sha256:same"))
+    host.engine.images["edms-backend"] = "sha256:same"
+    action = ServiceAction(cf.Compose(("docker", "compose")), cf.Project("/srv/edms"), "edms", ("celery_beat",),
+                           "rebuild", builder="backend", image="edms-backend")
+
+    with pytest.raises(StepError, match=r"the rebuild produced the image it already ran \(sha256:same\)"):
+        action.execute(host.ctx())
+    assert [c[4] for c in host.transport.calls] == ["build"], "nothing recreated"
 
 
 EXEC_PLAYBOOK = """\

@@ -10,7 +10,7 @@ import pytest
 from remediate import celery as cel
 from remediate.diagnose import DiagnoseReport, HostDiagnosis, Severity, judge
 from remediate.facts.celery import CeleryFacts, CeleryState
-from remediate.facts.compose import Container
+from remediate.facts.containers import Container
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 STARTED = NOW - timedelta(hours=2)
