@@ -85,12 +85,19 @@ class CeleryTasksRun(ComposeStep):
     container (its scheduler's sync_every, sync_every_tasks and tick, templates/celery_beat_probe.py.j2).
     Beyond --verify-timeout the result is PENDING with the time it can be confirmed, never passed.
 
+    `since` (an ISO time registered before a change) counts only runs after it, `rows` verifies the named rows
+    instead of the soonest-due ones, and `by_results: true` takes a TaskResult since then as the proof (the worker
+    writes it when the task ends: no wait for beat's database sync, 185 s with Celery's defaults).
+
     ```yaml
     - name: tasks show runs
       celery_tasks_run:
         service: "{{ backend_service }}"
         beat_service: "{{ beat_service }}"
         app: "{{ celery_app }}"
+    - name: the row beat had not seen leaves a TaskResult after the bump
+      celery_tasks_run: {service: backend, beat_service: celery_beat, app: edms, since: "{{ state.json.now }}",
+                         rows: [lab-heartbeat], by_results: true}
     ```
     """
 
