@@ -281,8 +281,9 @@ def _two_beats(facts: CeleryFacts) -> tuple[Finding, ...]:
     for name, service in model.services.items():
         command = commands.parse(service.command)
         if command is not None and command.runs_beat:
+            # what runs now: a service that is down sends nothing (a replica count alone is not a running beat)
             running = sum(1 for c in (facts.services or {}).get(name, ()) if c.running)
-            beats.append((name, service, max(running, service.replicas)))
+            beats.append((name, service, running))
     if sum(n for _, _, n in beats) <= 1:
         return ()
     return (Finding(Severity.PROBLEM, "two_beats",

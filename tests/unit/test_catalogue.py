@@ -16,7 +16,7 @@ from remediate.edits.textpatch import EditError
 from remediate.facts.celery import CeleryFacts, QueueFacts
 from remediate.facts.compose import Model, Mount, Service
 from remediate.facts.containers import Container
-from tests.unit.test_diagnose import HEALTHY, STARTED, container
+from tests.unit.test_diagnose import HEALTHY, SERVICES, STARTED, container
 
 P, W = Severity.PROBLEM, Severity.WARNING
 WORKER = ("celery", "-A", "edms", "worker", "-l", "info")
@@ -51,7 +51,7 @@ CASES: dict[str, tuple[CeleryFacts, list[tuple[Severity, str]]]] = {
     # beat_pidfile
     "beat in its restart loop on a pidfile on a volume (celery 5.4.0)": (
         replace(BASE, model=model(beat=PIDFILE, beat_mounts=(VOLUME,)), beat_log=PIDFILE_LOG,
-                services={**BASE.services, "celery_beat": (LOOPING,)}),  # type: ignore[dict-item]
+                services={**SERVICES, "celery_beat": (LOOPING,)}),
         [(P, "beat_pidfile")]),
     "beat writes a pidfile on a volume but runs (celery 5.7.0 removes its own)": (
         replace(BASE, model=model(beat=PIDFILE, beat_mounts=(VOLUME,))), [(W, "beat_pidfile")]),
@@ -70,7 +70,14 @@ CASES: dict[str, tuple[CeleryFacts, list[tuple[Severity, str]]]] = {
     # two_beats
     "the worker runs -B beside the beat service": (
         replace(BASE, model=model(worker=(*WORKER, "-B"))), [(P, "two_beats")]),
-    "beat scaled to two": (replace(BASE, model=model(beat_replicas=2)), [(P, "two_beats")]),
+    "beat scaled to two": (
+        replace(BASE, model=model(beat_replicas=2),
+                services={**SERVICES, "celery_beat": (container("celery_beat"), replace(container("celery_beat"), id="b2"))}),
+        [(P, "two_beats")]),
+    "the worker runs -B and the beat service is down": (
+        replace(BASE, model=model(worker=(*WORKER, "-B")),
+                services={**SERVICES, "celery_beat": (container("celery_beat", False),)}),
+        []),
     "the worker's -B is the only beat": (
         replace(BASE, model=Model("edms", "/srv/edms", {"celery_worker": Service("celery_worker", "x", None, command=(*WORKER, "-B"))})),
         []),
