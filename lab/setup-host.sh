@@ -19,6 +19,9 @@ LAB=$(cd "$(dirname "$0")" && pwd)
 APT_PACKAGES="docker.io openssh-server debootstrap ca-certificates"
 # chromium: the drift HTML report is checked in headless Chromium (tests/e2e/test_drift_report.py)
 APT_PACKAGES="$APT_PACKAGES chromium"
+# sudo: a non-root deploy user reaches root through `become`; iproute2 (ip), util-linux (unshare, nsenter)
+# and procps (pkill): the SSH tests' users, and a jump host's target in a network namespace of its own
+APT_PACKAGES="$APT_PACKAGES sudo iproute2 util-linux procps"
 # Packages of the base image (Debian bookworm): what the db, redis and Python services run.
 BASE_PACKAGES="python3,python3-venv,redis-server,postgresql,procps"
 OS_IMAGE=${LAB_OS_IMAGE:-remediate-lab-os:bookworm}

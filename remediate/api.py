@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,12 +29,12 @@ from .inputs import playbook, resources
 from .inputs.inventory import Host, load_inventory
 from .inputs.load import Loaded, secrets_of
 from .steps import REGISTRY
-from .transport.base import Transport
+from .transport.base import Become, Transport
 from .transport.shared import Connections
 
-__all__ = ["DriftRun", "Loaded", "Why", "apply", "backups_list", "backups_prune", "check", "diagnose", "drift",
-           "drift_check", "load", "load_hosts", "load_playbook", "load_rollback", "make_transport", "new_run_id",
-           "rollback", "start_audit"]
+__all__ = ["DriftRun", "Loaded", "Why", "apply", "backups_list", "backups_prune", "check", "connector", "diagnose",
+           "drift", "drift_check", "host_become", "load", "load_hosts", "load_playbook", "load_rollback",
+           "make_transport", "new_run_id", "rollback", "ssh_routes", "start_audit"]
 
 
 def new_run_id() -> str:
@@ -105,14 +105,64 @@ def load_rollback(run_id: str, options: RunOptions, state: StateDir, force: bool
 
 
 def make_transport(host: Host, options: RunOptions) -> Transport:
-    """The transport for a host: local, or one SSH connection."""
-    if host.is_local:
-        from .transport.local import LocalTransport
+    """The transport for one host: local, or one SSH connection (see connector, for many)."""
+    return connector((host,), options)(host)
 
-        return LocalTransport(host.name)
-    from .transport.ssh import SSHOptions, SSHTransport
 
-    return SSHTransport(host, SSHOptions(options.connect_timeout, options.command_timeout, options.accept_new_host_keys))
+def connector(hosts: Sequence[Host], options: RunOptions) -> Callable[[Host], Transport]:
+    """Each host's transport, with the run's SSH settings (ssh_config, keys, -u, --private-key) loaded once and
+    every SSH host's route resolved now: a bad ssh_config or ProxyJump is invalid input, before any host is
+    contacted. A host's transport runs as its `become` user (the inventory's, else -b/--become-user)."""
+    from .transport import local
+
+    settings, routes = _ssh(hosts, options)
+
+    def make(host: Host) -> Transport:
+        become = host_become(host, options)
+        if host.is_local:
+            return local.LocalTransport(host.name, become, options.become_password)
+        from .transport.ssh import SSHTransport
+
+        assert settings is not None
+        return SSHTransport(host, settings, routes.get(host.name), become)
+
+    return make
+
+
+def ssh_routes(hosts: Sequence[Host], options: RunOptions) -> dict[str, str]:
+    """Where each SSH host's connection goes, in words (user@address:port via ...), as a run would resolve it."""
+    return {name: route.where for name, route in _ssh(hosts, options)[1].items()}
+
+
+def _ssh(hosts: Sequence[Host], options: RunOptions) -> tuple[Any, dict[str, Any]]:
+    """The run's SSH settings (ssh_config loaded once, the key store) and each SSH host's route."""
+    remote = [h for h in hosts if not h.is_local]
+    if not remote:
+        return None, {}
+    from .transport.keys import KeyStore
+    from .transport.ssh import SSHOptions, route_of
+    from .transport.sshconfig import Defaults, load
+
+    settings = SSHOptions(
+        options.connect_timeout, options.command_timeout, options.accept_new_host_keys,
+        load(options.ssh_config, enabled=options.use_ssh_config),
+        Defaults(user=options.user, private_key=options.private_key),
+        agent=True, keys=KeyStore.from_environment(), become_password=options.become_password,
+    )
+    routes = {}
+    for host in remote:
+        try:
+            routes[host.name] = route_of(host, settings)
+        except InputError as exc:
+            raise InputError(f"host {host.name!r}: {exc.message}", exc.where or host.where) from None
+    return settings, routes
+
+
+def host_become(host: Host, options: RunOptions) -> Become | None:
+    """Whom a host's commands run as outside any play (diagnose, drift's health, backups): the inventory's
+    become, else -b/--become; as become_user, else --become-user, else root."""
+    wanted = host.become if host.become is not None else options.become
+    return Become(host.become_user or options.become_user or "root") if wanted else None
 
 
 def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,
@@ -150,6 +200,7 @@ def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
     """Run the playbooks on every selected host (check mode when options.check), audited; fail closed: an audit
     trail that cannot be written is an AuditError before any host is contacted."""
     mode = Mode.CHECK if options.check else Mode.APPLY
+    connect = connect or connector(loaded.hosts, options)
     audit = start_audit(loaded, state, mode.value, why, options=_run_fields(options))
     return _run(loaded, options, state, mode, audit, events, interrupt, connect)
 
@@ -163,9 +214,11 @@ def check(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
 def rollback(loaded: Loaded, options: RunOptions, state: StateDir, run_id: str, force: bool = False,
              events: Events | None = None, interrupt: Interrupt | None = None, why: Why = Why()) -> RunReport:
     """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
+    connect = connector(loaded.hosts, options)
     audit = start_audit(loaded, state, "rollback", why, options=_run_fields(options), rollback_of=run_id,
                         force=force)
-    return _run(loaded, options, state, Mode.CHECK if options.check else Mode.ROLLBACK, audit, events, interrupt, None)
+    return _run(loaded, options, state, Mode.CHECK if options.check else Mode.ROLLBACK, audit, events, interrupt,
+                connect)
 
 
 # ---- read-only passes ---------------------------------------------------------------------------------------------
@@ -173,8 +226,9 @@ def rollback(loaded: Loaded, options: RunOptions, state: StateDir, run_id: str, 
 
 def diagnose(loaded: Loaded, options: RunOptions, state: StateDir, why: Why = Why()) -> dg.DiagnoseReport:
     """diagnose's one read-only pass per host, audited."""
+    connect = connector(loaded.hosts, options)
     audit = start_audit(loaded, state, "diagnose", why)
-    report = dg.diagnose(loaded.hosts, lambda host: make_transport(host, options), options.forks, audit)
+    report = dg.diagnose(loaded.hosts, connect, options.forks, audit)
     audit.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
         "hosts": len(report.hosts), "problems": sum(bool(r.problems) for r in report.hosts),
         "errors": sum(bool(r.error) for r in report.hosts)})
@@ -201,7 +255,7 @@ def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, 
     files: dict[str, str] = {}
     for s in steps:
         files.setdefault(playbook_check_name(s.where.path), shown_path(s.where.path))
-    connections = Connections(lambda host: make_transport(host, options))
+    connections = Connections(connector(loaded.hosts, options))
     try:
         audit = start_audit(loaded, state, Mode.CHECK.value, options=_run_fields(options))
         check_run = _run(loaded, options, state, Mode.CHECK, audit, None, None, connections.lend)
@@ -256,7 +310,7 @@ def backups_list(loaded: Loaded, options: RunOptions, state: StateDir) -> bk.Bac
     """Per host: its backup root, run directories with dates, sizes and files, and which a rollback needs."""
     trail = bk.TrailView.of(read_records(state.audit))
     now = time.time()
-    outcomes = bk.each_host(loaded.hosts, lambda h: make_transport(h, options),
+    outcomes = bk.each_host(loaded.hosts, connector(loaded.hosts, options),
                             lambda h, t: bk.list_host(h, t, trail, now), options.forks)
     return bk.BackupsReport(outcomes)
 
@@ -272,10 +326,11 @@ def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_th
                          "to tell which backups a rollback needs (--force to prune anyway)")
     trail = bk.TrailView.of(trail_records)
     now = time.time()
+    connect = connector(loaded.hosts, options)
     run = start_audit(loaded, state, "prune", why, options={
         "check": options.check, "force": force, "older_than": older_than_text, "limit": options.limit})
     outcomes = bk.each_host(
-        loaded.hosts, lambda h: make_transport(h, options),
+        loaded.hosts, connect,
         lambda h, t: bk.prune_host(h, t, trail, now, older_than, force, options.check, run), options.forks)
     report = bk.BackupsReport(outcomes, prune=True, check=options.check, older_than=older_than)
     run.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={

@@ -57,6 +57,15 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_users_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's ~/.ssh/config or uses their agent: the tests of those features give their
+    own HOME and agent (tests.sshlab.user_env)."""
+    monkeypatch.setenv("REMEDIATE_SSH_CONFIG", "none")
+    for name in ("SSH_AUTH_SOCK", "REMEDIATE_SSH_KEY_PASSPHRASE", "REMEDIATE_BECOME_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def free_port(addresses: tuple[str, ...]) -> int:
     """A TCP port free on every address (so parallel test runs never collide)."""
     import socket

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from remediate.transport.base import CommandResult, Identity
+from remediate.transport.base import Become, CommandResult, Identity, Transport
 
 Handler = Callable[[tuple[str, ...], bytes | None], CommandResult]
 
@@ -18,6 +18,8 @@ class FakeTransport:
     name: str = "fake"
     script: list[tuple[tuple[str, ...], Handler]] = field(default_factory=list)
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    users: list[str | None] = field(default_factory=list)  # per call: the become user it ran as (None: login)
+    become: Become | None = None
     engine: FakeDocker | None = None
 
     def on(self, prefix: Sequence[str], handler: Handler) -> FakeTransport:
@@ -28,6 +30,7 @@ class FakeTransport:
             cwd: str | None = None, timeout: float | None = None) -> CommandResult:
         argv = tuple(argv)
         self.calls.append(argv)
+        self.users.append(self.become.user if self.become else None)
         for prefix, handler in self.script:
             if argv[: len(prefix)] == prefix:
                 return handler(argv, stdin)
@@ -39,6 +42,9 @@ class FakeTransport:
     def interrupt(self) -> None:
         pass
 
+    def as_user(self, become: Become | None) -> Transport:
+        return _As(self, become)
+
     def identity(self) -> Identity:
         return Identity("fake", None, self.name)
 
@@ -49,6 +55,42 @@ class FakeTransport:
         if self.engine is None:
             raise AssertionError("unscripted use of the Docker Engine API")
         return self.engine
+
+    def close(self) -> None:
+        pass
+
+
+class _As:
+    """The fake transport as one user: its calls are the owner's, recorded with that user."""
+
+    def __init__(self, owner: FakeTransport, become: Become | None) -> None:
+        self._owner, self._become, self.name = owner, become, owner.name
+
+    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
+            cwd: str | None = None, timeout: float | None = None) -> CommandResult:
+        saved, self._owner.become = self._owner.become, self._become
+        try:
+            return self._owner.run(argv, stdin=stdin, env=env, cwd=cwd, timeout=timeout)
+        finally:
+            self._owner.become = saved
+
+    def connect(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+    def as_user(self, become: Become | None) -> Transport:
+        return self._owner.as_user(become)
+
+    def identity(self) -> Identity:
+        return self._owner.identity()
+
+    def notices(self) -> tuple[str, ...]:
+        return ()
+
+    def docker(self) -> FakeDocker:
+        return self._owner.docker()
 
     def close(self) -> None:
         pass

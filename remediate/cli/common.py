@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from ..api import Why
 from ..core.errors import InputError, RemediateError
-from ..core.options import RunOptions
+from ..core.options import BECOME_PASSWORD_ENV, RunOptions, is_user_name
 from ..core.redact import NO_SECRETS, Redactor
 from ..core.results import ExitCode
 from ..engine.control import Interrupt
@@ -57,6 +57,24 @@ def connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--accept-new-host-keys", action="store_true",
                    help="trust and record unknown host keys (never changed ones)")
+    ssh = ssh_flags(p)
+    ssh.add_argument("-b", "--become", action="store_true",
+                     help="sudo on hosts whose inventory, play and step say nothing of become")
+    ssh.add_argument("--become-user", metavar="USER", help="the user to become (default root)")
+    ssh.add_argument("-K", "--ask-become-pass", action="store_true",
+                     help=f"ask once for sudo's password (or set {BECOME_PASSWORD_ENV})")
+
+
+def ssh_flags(p: argparse.ArgumentParser) -> Any:
+    """-u, --private-key, --ssh-config, --no-ssh-config: where SSH goes, as ssh decides it (the group, for more)."""
+    ssh = p.add_argument_group("SSH", "as ssh would connect; the inventory's own values win")
+    ssh.add_argument("-u", "--user", metavar="USER", help="SSH user where the inventory names none")
+    ssh.add_argument("--private-key", metavar="FILE", help="SSH private key where the inventory names none")
+    files = ssh.add_mutually_exclusive_group()
+    files.add_argument("--ssh-config", metavar="FILE",
+                       help="read only this ssh_config (default ~/.ssh/config, then /etc/ssh/ssh_config)")
+    files.add_argument("--no-ssh-config", action="store_true", help="read no ssh_config file")
+    return ssh
 
 
 def variables(p: argparse.ArgumentParser) -> None:
@@ -97,7 +115,35 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         else default.verify_timeout,
         connect_timeout=given.get("connect_timeout", default.connect_timeout),
         accept_new_host_keys=bool(given.get("accept_new_host_keys", default.accept_new_host_keys)),
+        user=given.get("user"),
+        private_key=given.get("private_key"),
+        ssh_config=given.get("ssh_config"),
+        use_ssh_config=not given.get("no_ssh_config", False),
+        become=bool(given.get("become", False)),
+        become_user=_user(given.get("become_user"), "--become-user"),
+        become_password=become_password(bool(given.get("ask_become_pass", False))),
     )
+
+
+def _user(value: str | None, flag: str) -> str | None:
+    if value is not None and not is_user_name(value):
+        raise InputError(f"{flag}: {value!r} is not a user name")
+    return value
+
+
+def become_password(ask: bool) -> str | None:
+    """sudo's password: asked once on the terminal (--ask-become-pass), else REMEDIATE_BECOME_PASSWORD, else none."""
+    import getpass
+    import os
+
+    if ask:
+        if not sys.stdin.isatty():
+            raise InputError(f"--ask-become-pass needs a terminal to ask on; set {BECOME_PASSWORD_ENV} instead")
+        try:
+            return getpass.getpass("BECOME password: ")
+        except (EOFError, KeyboardInterrupt):
+            raise InputError("--ask-become-pass: no password given") from None
+    return os.environ.get(BECOME_PASSWORD_ENV) or None
 
 
 def why_of(args: argparse.Namespace) -> Why:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from .. import api
-from ..core.options import RunOptions
 from ..core.results import ExitCode
 from ..core.state import StateDir
 from ..inputs import resources
@@ -19,6 +18,7 @@ def add(sub: Any) -> None:
     inv.add_argument("env", metavar="ENV")
     inv.add_argument("-i", "--inventory", metavar="FILE")
     common.output(inv)
+    common.ssh_flags(inv)
     inv.set_defaults(handle=inventory_command)
     val = sub.add_parser("validate", help="check playbooks without contacting any host")
     val.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
@@ -27,14 +27,19 @@ def add(sub: Any) -> None:
 
 def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """Every host with its address and variables, and the groups; secrets masked."""
-    loaded = api.load_hosts(args.env, RunOptions(), args.inventory)
+    options = common.run_options(args)
+    loaded = api.load_hosts(args.env, options, args.inventory)
     inv, redactor = loaded.inventory, loaded.redactor
+    routes = api.ssh_routes(inv.hosts, options)
     doc: dict[str, Any] = {
         "path": inv.path,
         "hosts": {
             h.name: {
                 "address": h.address, "port": h.port, "user": h.user, "connection": h.connection,
-                "identity_file": h.identity_file, "known_hosts": h.known_hosts, "vars": dict(h.vars),
+                "identity_file": h.identity_file, "known_hosts": h.known_hosts, "proxy_jump": h.proxy_jump,
+                "become": h.become, "become_user": h.become_user,
+                # where the connection goes, as ssh_config, -u and --private-key make it
+                "ssh": routes.get(h.name), "vars": dict(h.vars),
             }
             for h in inv.hosts
         },
@@ -45,7 +50,7 @@ def inventory_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
         return ExitCode.OK
     lines = [f"inventory {inv.path}"]
     for name, host in doc["hosts"].items():
-        target = "local" if host["connection"] == "local" else f"{host['user'] or ''}@{host['address']}:{host['port']}"
+        target = "local" if host["connection"] == "local" else host["ssh"]
         lines.append(f"{name}  {target}")
         for key, value in sorted(host["vars"].items()):
             lines.append(f"    {key} = {value!r}")

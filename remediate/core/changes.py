@@ -59,6 +59,7 @@ class FileChange:
     where: Location = AUDIT
     mode: str = ""  # the original's mode and owner (uid:gid), for a restore that creates the file again
     owner: str = ""
+    become: str | None = None  # the user it was changed as through sudo (None: the SSH user): restored as them
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class RowsChange:
     playbook: str
     play: str
     where: Location = AUDIT
+    become: str | None = None
 
 
 Change = FileChange | RowsChange
@@ -90,15 +92,21 @@ def from_record(record: Mapping[str, Any], where: Location = AUDIT) -> Change | 
         return FileChange(str(record["host"]), str(record["path"]), None if record.get("created") else record.get("backup"),
                           str(record.get("before_sha256")), str(record["after_sha256"]), tuple(record.get("notify") or ()),
                           str(record.get("playbook", "")), str(record.get("play", "")), at,
-                          str(record.get("before_mode") or ""), str(record.get("before_owner") or ""))
+                          str(record.get("before_mode") or ""), str(record.get("before_owner") or ""),
+                          _become(record))
     if kind == "rows" and record.get("changes"):
         return RowsChange(
             str(record["host"]), str(record["model"]), str(record["service"]), str(record["project_dir"]),
             tuple(record.get("files") or ()), record.get("project_name"), str(record.get("manage") or "manage.py"),
             tuple(RowChange.from_json(c) for c in record["changes"]), str(record.get("playbook", "")),
-            str(record.get("play", "")), at,
+            str(record.get("play", "")), at, _become(record),
         )
     return None
+
+
+def _become(record: Mapping[str, Any]) -> str | None:
+    value = record.get("become")
+    return str(value) if value else None
 
 
 def run_changes(records: Iterable[Mapping[str, Any]], run_id: str, where: Location = AUDIT) -> tuple[Change, ...]:

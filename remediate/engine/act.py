@@ -14,6 +14,7 @@ from ..core.changes import Change, from_record
 from ..core.errors import Interrupted, StepError
 from ..core.results import Status
 from ..inputs.playbook import Play, StepSpec
+from ..transport.base import Become, Transport
 from .context import HostContext, playbook_key
 from .control import Stop
 from .known import HostFacts
@@ -58,12 +59,16 @@ class Actor:
         self.owed = owed
         # what this run changed on the host, read back from the records written: on_verify_failure's input
         self.written: list[Change] = []
+        self._become: Become | None = None  # whom the current step's actions run as
 
-    def act(self, spec: StepSpec, play: Play, actions: tuple[Action, ...], debts: list[PendingReload]) -> Acted:
-        """Each action in order, until one fails; `debts` gathers the reloads the changes owe."""
+    def act(self, spec: StepSpec, play: Play, actions: tuple[Action, ...], debts: list[PendingReload],
+            transport: Transport | None = None, become: Become | None = None) -> Acted:
+        """Each action in order (over `transport`: the host's, as the step's user), until one fails; `debts`
+        gathers the reloads the changes owe."""
         ctx = self.ctx
-        run = ExecContext(ctx.host.name, ctx.transport, ctx.run_id, ctx.sleep, ctx.clock,
+        run = ExecContext(ctx.host.name, transport or ctx.transport, ctx.run_id, ctx.sleep, ctx.clock,
                           lambda message: ctx.progress(spec.name, message), ctx.options.verify_timeout)
+        self._become = become
         described: list[str] = []
         outcomes: list[Outcome] = []
         would_change = changed = pending = False
@@ -92,6 +97,8 @@ class Actor:
         if action.is_change:
             fields = {**action.audit_fields(self.ctx.run_id), "step": spec.name, "where": str(spec.where),
                       "play": play.name, "playbook": playbook_key(play), "notify": list(spec.notify)}
+            if self._become is not None:
+                fields["become"] = self._become.user  # whom the change was made as: its rollback is made as them
             diff = action.diff(self.ctx.host.name)
             try:
                 self.ctx.record("intent", **fields, **({"diff": diff} if diff else {}))

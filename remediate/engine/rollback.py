@@ -63,6 +63,9 @@ def restore_spec(change: FileChange, force: bool, rollback_of: str) -> StepSpec:
         args=MappingProxyType({k: _literal(v) for k, v in args.items()}),
         where=change.where,
         notify=change.notify,
+        # as whom the change was made, whatever the play or the inventory says now
+        become=change.become is not None,
+        become_user=change.become,
     )
 
 
@@ -95,6 +98,8 @@ def restore_rows_spec(change: RowsChange, force: bool, rollback_of: str) -> Step
         kind="restore_rows",
         args=MappingProxyType({k: _literal_deep(v) for k, v in args.items()}),
         where=change.where,
+        become=change.become is not None,
+        become_user=change.become,
     )
 
 

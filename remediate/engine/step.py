@@ -9,11 +9,14 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.errors import StepError, tail_lines
+from ..core.options import RunOptions
 from ..core.results import CommandOutput, Status, StepResult, host_status
 from ..inputs import templating
+from ..inputs.inventory import Host
 from ..inputs.playbook import Play, StepSpec
 from ..steps import REGISTRY
 from ..steps.base import PlanContext
+from ..transport.base import Become
 from .act import Actor
 from .context import HostContext
 from .known import HostFacts
@@ -110,10 +113,12 @@ class StepRunner:
         args = {**cls.var_defaults(variables), **templating.render_value(dict(spec.args), variables, spec.where, what)}
         step = cls.build(args, spec.where, what)
         plan_ctx = PlanContext(self.ctx.host.name, self.ctx.run_id, variables, notified_paths, self.ctx.template_path)
-        actions = step.plan(self.facts.gather(step.probes()), plan_ctx)
+        become = become_for(spec, play, self.ctx.host, self.ctx.options, variables)
+        transport = self.ctx.transport.as_user(become)
+        actions = step.plan(self.facts.gather(step.probes(), transport, become), plan_ctx)
         if not actions:
             return StepResult(spec.name, spec.kind, Status.OK, spec.where)
-        done = self.actor.act(spec, play, actions, debts)
+        done = self.actor.act(spec, play, actions, debts, transport, become)
         check = self.ctx.options.check
         output = next((o.output for o in reversed(done.outcomes) if o.output is not None), None)
         data: dict[str, Any] = {}
@@ -133,6 +138,23 @@ class StepRunner:
         if done.failed and result.status == Status.FAILED and output is not None and spec.until is None and not explained:
             result = replace(result, message=_command_failure(output))
         return result
+
+
+def become_for(spec: StepSpec, play: Play, host: Host, options: RunOptions,
+               variables: Mapping[str, Any]) -> Become | None:
+    """Whom a step runs as: `become` of the step, else its play, else the host, else -b; `become_user` likewise
+    (a template is rendered now), else root. None: the login user."""
+    wanted = next((b for b in (spec.become, play.become, host.become) if b is not None), options.become)
+    if not wanted:
+        return None
+    user = next((u for u in (spec.become_user, play.become_user, host.become_user, options.become_user)
+                 if u is not None), "root")
+    if templating.is_template(user):
+        user = str(templating.render_value(user, variables, spec.where, f"step {spec.name!r}: become_user")).strip()
+    try:
+        return Become(user)
+    except ValueError as exc:
+        raise StepError(f"step {spec.name!r}: {exc}") from None
 
 
 def _scope(spec: StepSpec, variables: Mapping[str, Any], result: StepResult) -> dict[str, Any]:

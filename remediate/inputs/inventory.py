@@ -12,7 +12,8 @@ from . import schema
 from ..core.errors import InputError, Location
 from .yamlio import YMap, load_file
 
-HOST_KEYS = ("address", "port", "user", "identity_file", "known_hosts", "connection", "vars")
+HOST_KEYS = ("address", "port", "user", "identity_file", "known_hosts", "proxy_jump", "connection", "become",
+             "become_user", "vars")
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,19 @@ class Host:
     """One managed host and its merged variables."""
 
     name: str
-    address: str
-    port: int = 22
+    # what `ssh` is given: an address, a name or an ssh_config alias (None: the host's name); the values not
+    # given here come from ssh_config, -u/--private-key, or OpenSSH's defaults (transport/sshconfig.py)
+    address: str | None = None
+    port: int | None = None
     user: str | None = None
     identity_file: str | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
+    known_hosts: str | None = None
     connection: str = "ssh"
     vars: Mapping[str, Any] = field(default_factory=dict)
     where: Location = Location("<inventory>")
+    proxy_jump: str | None = None  # OpenSSH's -J: [user@]host[:port][,...], or none
+    become: bool | None = None  # sudo for every step on this host (a play's or step's `become` wins)
+    become_user: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -85,23 +91,25 @@ def load_inventory(path: Path) -> Inventory:
         connection = schema.get_str(spec, "connection", f"host {name!r}", "ssh") or "ssh"
         if connection not in ("ssh", "local"):
             raise InputError(f"connection must be 'ssh' or 'local', not {connection!r}", spec.loc("connection"))
-        address = schema.get_str(spec, "address", f"host {name!r}", None, required=connection == "ssh")
-        port = schema.get_int(spec, "port", 22, minimum=1)
-        if port > 65535:
+        address = schema.get_str(spec, "address", f"host {name!r}")
+        port = schema.get_int(spec, "port", 22, minimum=1) if spec.get("port") is not None else None
+        if port is not None and port > 65535:
             raise InputError(f"port {port} is out of range", spec.loc("port"), "port")
         host_vars = {**shared, **schema.get_vars(spec, "vars")}
         hosts.append(
             Host(
                 name=name,
-                address=address or "localhost",
+                address=address,
                 port=port,
                 user=schema.get_str(spec, "user", f"host {name!r}"),
                 identity_file=_expand(schema.get_str(spec, "identity_file", f"host {name!r}")),
-                known_hosts=_expand(schema.get_str(spec, "known_hosts", f"host {name!r}", "~/.ssh/known_hosts"))
-                or "",
+                known_hosts=_expand(schema.get_str(spec, "known_hosts", f"host {name!r}")),
                 connection=connection,
                 vars=MappingProxyType(host_vars),
                 where=at,
+                proxy_jump=schema.get_str(spec, "proxy_jump", f"host {name!r}"),
+                become=schema.get_flag(spec, "become"),
+                become_user=schema.get_user(spec, "become_user", f"host {name!r}"),
             )
         )
     groups: dict[str, tuple[str, ...]] = {}

@@ -2,13 +2,14 @@
 selects, its playbooks against the step kinds, every variable a step uses, and the run's secrets."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError, Location
-from ..core.options import RunOptions
+from ..core.options import KEY_PASSPHRASE_ENV, RunOptions
 from ..core.redact import MIN_SECRET_LENGTH, Redactor, ShortSecret, redactor_for
 from . import resources, templating
 from .inventory import Host, Inventory, load_inventory
@@ -35,6 +36,11 @@ def secrets_of(inventory: Inventory, plays: tuple[Play, ...], options: RunOption
     scopes: list[tuple[Location, Mapping[str, Any]]] = [(h.where, h.vars) for h in inventory.hosts]
     scopes += [(p.where, m) for p in plays for m in (p.vars, p.defaults)]
     scopes.append((Location("-e"), options.extra_vars))
+    # never sent anywhere it could be printed, and masked should it ever be (too short to mask: left alone)
+    given = {"become_password": options.become_password,
+             "ssh_key_passphrase": os.environ.get(KEY_PASSPHRASE_ENV)}
+    scopes.append((Location("--ask-become-pass"),
+                   {k: v for k, v in given.items() if v and len(v) >= MIN_SECRET_LENGTH}))
     redactor = Redactor()
     for where, scope in scopes:
         try:

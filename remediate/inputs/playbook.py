@@ -13,9 +13,10 @@ from .yamlio import YList, YMap, load_file
 
 STEP_KEYS = (
     "name", "when", "register", "notify", "listen", "tags", "until", "retries", "delay",
-    "changed_when", "failed_when", "ignore_errors", "loop", "verify",
+    "changed_when", "failed_when", "ignore_errors", "loop", "verify", "become", "become_user",
 )
-PLAY_KEYS = ("name", "hosts", "vars", "defaults", "steps", "handlers", "tags", "on_verify_failure", "secret_vars")
+PLAY_KEYS = ("name", "hosts", "vars", "defaults", "steps", "handlers", "tags", "on_verify_failure", "secret_vars",
+             "become", "become_user")
 VERIFY_FAILURE_ACTIONS = ("fail", "rollback")
 
 
@@ -50,6 +51,8 @@ class StepSpec:
     ignore_errors: bool = False
     loop: Any = None
     verify: bool = False
+    become: bool | None = None  # sudo for this step (None: the play's, else the host's)
+    become_user: str | None = None  # a user name or a template of one
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Play:
     path: str = ""
     on_verify_failure: str = "fail"
     secret_vars: tuple[str, ...] = ()
+    become: bool | None = None  # sudo for the play's steps and handlers (None: the host's)
+    become_user: str | None = None
 
 
 def load_playbook(path: Path, kinds: Kinds, _seen: tuple[str, ...] = ()) -> tuple[Play, ...]:
@@ -142,6 +147,8 @@ def _load_play(data: YMap, path: str, kinds: Kinds) -> Play:
         path=path,
         on_verify_failure=on_failure,
         secret_vars=schema.get_str_list(data, "secret_vars"),
+        become=schema.get_flag(data, "become"),
+        become_user=_become_user(data),
     )
 
 
@@ -202,7 +209,20 @@ def _load_step(data: Any, at: Location, kinds: Kinds) -> StepSpec:
         ignore_errors=ignore,
         loop=_loop(data),
         verify=_flag(data, "verify"),
+        become=schema.get_flag(data, "become"),
+        become_user=_become_user(data),
     )
+
+
+def _become_user(data: YMap) -> str | None:
+    """A user name, or a template rendered when the step runs (and checked then)."""
+    value = schema.get_str(data, "become_user", "become_user")
+    if value is not None and templating.is_template(value):
+        problem = templating.syntax_error(value)
+        if problem:
+            raise InputError(f"become_user: {problem}", data.loc("become_user"), "become_user")
+        return value
+    return schema.get_user(data, "become_user", "become_user")
 
 
 def _flag(data: YMap, key: str) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.errors import InputError, Location
+from ..core.options import is_user_name
 from .yamlio import YList, YMap
 
 
@@ -62,6 +63,22 @@ def get_int(data: YMap, key: str, default: int, minimum: int = 0) -> int:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InputError(f"{key!r} must be an integer >= {minimum}, not {value!r}", data.loc(key), key)
+    return value
+
+
+def get_flag(data: YMap, key: str) -> bool | None:
+    """A true/false field, None when absent."""
+    value = data.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(f"{key!r} must be true or false, not {value!r}", data.loc(key), key)
+
+
+def get_user(data: YMap, key: str, what: str) -> str | None:
+    """A user name field (become_user), None when absent."""
+    value = get_str(data, key, what)
+    if value is not None and not is_user_name(value):
+        raise InputError(f"{key!r} must be a user name, not {value!r}", data.loc(key), key)
     return value
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import CommandFailed
+from ..core.options import is_user_name
 
 if TYPE_CHECKING:
     from .docker import DockerAPI
@@ -44,6 +45,17 @@ class CommandResult:
 
 
 @dataclass(frozen=True)
+class Become:
+    """Run as `user` through sudo (`become: true` in the inventory, a play or a step)."""
+
+    user: str = "root"
+
+    def __post_init__(self) -> None:
+        if not is_user_name(self.user):
+            raise ValueError(f"become_user {self.user!r} is not a user name")
+
+
+@dataclass(frozen=True)
 class Identity:
     """Who acts on a host: the connection, its user and address, and the fingerprints of both SSH keys."""
 
@@ -53,6 +65,7 @@ class Identity:
     host_key_fingerprint: str | None = None
     client_key_fingerprint: str | None = None
     identity_file: str | None = None
+    via: str | None = None  # the jump hosts in front of it, user@address:port, comma-separated
 
     def audit_fields(self) -> dict[str, Any]:
         """As the audit trail records it (`host`, `diagnosis` records)."""
@@ -60,7 +73,8 @@ class Identity:
             return {"connection": "local", "ssh_user": None, "address": "local"}
         return {"connection": self.connection, "ssh_user": self.user, "address": self.address,
                 "host_key_fingerprint": self.host_key_fingerprint,
-                "client_key_fingerprint": self.client_key_fingerprint, "identity_file": self.identity_file}
+                "client_key_fingerprint": self.client_key_fingerprint, "identity_file": self.identity_file,
+                **({"via": self.via} if self.via else {})}
 
 
 class Transport(Protocol):
@@ -86,6 +100,11 @@ class Transport(Protocol):
 
     def interrupt(self) -> None:
         """Kill the command running now and refuse new ones (called from another thread)."""
+        ...
+
+    def as_user(self, become: Become | None) -> Transport:
+        """The same host, its commands run as become.user through sudo (None: as the login user itself),
+        over this transport's connection; closing it closes nothing."""
         ...
 
     def identity(self) -> Identity:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..inputs.inventory import Host
-from .base import CommandResult, Identity, Transport
+from .base import Become, CommandResult, Identity, Transport
 
 if TYPE_CHECKING:
     from .docker import DockerAPI
@@ -31,6 +31,10 @@ class Lent:
     def interrupt(self) -> None:
         """Kill the owner's running command."""
         self._transport.interrupt()
+
+    def as_user(self, become: Become | None) -> Transport:
+        """The owner's connection, as another user."""
+        return self._transport.as_user(become)
 
     def identity(self) -> Identity:
         """The owner's identity."""

@@ -119,6 +119,6 @@ def test_large_stdin_gets_a_channel_of_its_own(transport: SSHTransport) -> None:
 
 def test_a_host_without_base64_gets_stdin_on_a_channel(transport: SSHTransport) -> None:
     shell = _pgid(transport)
-    transport._shell_base64 = False  # what the shell's start marker reports when `command -v base64` fails
+    transport._shells[None].has_base64 = False  # what the shell's start marker reports when `command -v base64` fails
     assert transport.run(["cat"], stdin=b"still exact\x00").stdout == b"still exact\x00"
     assert _pgid(transport, stdin=b"x") != shell

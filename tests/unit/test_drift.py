@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -235,8 +236,8 @@ def test_a_drift_check_opens_one_transport_per_host(tmp_path: Path, monkeypatch:
         def close(self) -> None:
             closed.append(self.name)
 
-        def __init__(self, name: str) -> None:
-            super().__init__(name)
+        def __init__(self, name: str, *args: Any) -> None:
+            super().__init__(name, *args)
             opened.append(name)
 
     monkeypatch.setattr("remediate.transport.local.LocalTransport", Counted)

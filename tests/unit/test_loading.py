@@ -32,8 +32,9 @@ groups:
   web: [staging-1]
 """))
     h = inv.host("staging-1")
-    assert (h.port, h.user, h.vars["compose_dir"], h.vars["celery_app"]) == (22, "deploy", "/srv/edms", "other")
-    assert h.known_hosts.endswith("/.ssh/known_hosts")
+    # a port not given is None: ssh_config's Port, else 22, decides it (transport/sshconfig.py)
+    assert (h.port, h.user, h.vars["compose_dir"], h.vars["celery_app"]) == (None, "deploy", "/srv/edms", "other")
+    assert h.known_hosts is None  # ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts
     assert inv.host("local-1").is_local
     assert [x.name for x in inv.select("web", "limit", h.where)] == ["staging-1"]
     assert [x.name for x in inv.select("all", "limit", h.where)] == ["staging-1", "local-1"]
@@ -42,7 +43,8 @@ groups:
 @pytest.mark.parametrize("text, where, message", [
     ("hosts:\n  a:\n    address: x\n    prot: 22\n", ":4", "did you mean 'port'"),
     ("hosts:\n  a:\n    address: x\n    port: 99999\n", ":4", "out of range"),
-    ("hosts:\n  a:\n    port: 22\n", ":3", "needs 'address'"),
+    ("hosts:\n  a:\n    become: yes please\n", ":3", "'become' must be true or false"),
+    ("hosts:\n  a:\n    become_user: 'no such'\n", ":3", "must be a user name"),
     ("hosts: {}\n", ":1", "non-empty"),
     ("hosts:\n  a: {address: x}\ngroups:\n  web: [b]\n", ":4", "unknown host 'b'"),
     ("vars: {1x: 2}\nhosts:\n  a: {address: x}\n", ":1", "not an identifier"),
