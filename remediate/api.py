@@ -21,6 +21,7 @@ from .drift import history, notify
 from .drift.assess import assess
 from .drift.model import DriftReport, FixOutcome, from_doc, playbook_check_name, shown_path, to_doc
 from .engine.control import Events, Interrupt, NoEvents
+from .engine.lock import ControllerLock, Holder, HostSideLock, Locked
 from .engine.pending import PendingStore
 from .engine.rollback import plan_from_records, rollback_plays
 from .engine.run import run_hosts
@@ -120,7 +121,7 @@ def connector(hosts: Sequence[Host], options: RunOptions) -> Callable[[Host], Tr
     def make(host: Host) -> Transport:
         become = host_become(host, options)
         if host.is_local:
-            return local.LocalTransport(host.name, become, options.become_password)
+            return local.LocalTransport(host.name, become, options.become_password, options.command_timeout)
         from .transport.ssh import SSHTransport
 
         assert settings is not None
@@ -166,7 +167,7 @@ def host_become(host: Host, options: RunOptions) -> Become | None:
 
 
 def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,
-                **fields: Any) -> RunAudit:
+                continue_broken: bool = False, **fields: Any) -> RunAudit:
     """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted."""
     try:
         inventory = {"path": str(Path(loaded.inventory.path).resolve()), "sha256": sha256_file(loaded.inventory.path)}
@@ -174,7 +175,8 @@ def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(),
     except OSError as exc:
         raise AuditError(f"cannot hash the run's inputs for the audit trail: {exc}") from None
     return AuditLog(state.audit).start(
-        run_id or new_run_id(), command, loaded.redactor, why=why.fields(), inventory=inventory, playbooks=playbooks,
+        run_id or new_run_id(), command, loaded.redactor, continue_broken, why=why.fields(), inventory=inventory,
+        playbooks=playbooks,
         hosts=[h.name for h in loaded.hosts], **fields,
     )
 
@@ -191,7 +193,7 @@ def _run(loaded: Loaded, options: RunOptions, state: StateDir, mode: Mode, audit
          interrupt: Interrupt | None, connect: Callable[[Host], Transport] | None) -> RunReport:
     return run_hosts(loaded.inventory, loaded.plays, loaded.hosts, loaded.template_path, options, mode, audit,
                      PendingStore(state.pending), connect or (lambda host: make_transport(host, options)),
-                     events or NoEvents(), interrupt or Interrupt(), loaded.redactor)
+                     events or NoEvents(), interrupt or Interrupt(), loaded.redactor, state.locks)
 
 
 def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events | None = None,
@@ -201,7 +203,8 @@ def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
     trail that cannot be written is an AuditError before any host is contacted."""
     mode = Mode.CHECK if options.check else Mode.APPLY
     connect = connect or connector(loaded.hosts, options)
-    audit = start_audit(loaded, state, mode.value, why, options=_run_fields(options))
+    audit = start_audit(loaded, state, mode.value, why, continue_broken=options.force_audit_continue,
+                        options=_run_fields(options))
     return _run(loaded, options, state, mode, audit, events, interrupt, connect)
 
 
@@ -215,8 +218,8 @@ def rollback(loaded: Loaded, options: RunOptions, state: StateDir, run_id: str, 
              events: Events | None = None, interrupt: Interrupt | None = None, why: Why = Why()) -> RunReport:
     """Restore the files run_id changed (compare-and-swap), run the handlers they notified, then verifications."""
     connect = connector(loaded.hosts, options)
-    audit = start_audit(loaded, state, "rollback", why, options=_run_fields(options), rollback_of=run_id,
-                        force=force)
+    audit = start_audit(loaded, state, "rollback", why, continue_broken=options.force_audit_continue,
+                        options=_run_fields(options), rollback_of=run_id, force=force)
     return _run(loaded, options, state, Mode.CHECK if options.check else Mode.ROLLBACK, audit, events, interrupt,
                 connect)
 
@@ -257,7 +260,8 @@ def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, 
         files.setdefault(playbook_check_name(s.where.path), shown_path(s.where.path))
     connections = Connections(connector(loaded.hosts, options))
     try:
-        audit = start_audit(loaded, state, Mode.CHECK.value, options=_run_fields(options))
+        audit = start_audit(loaded, state, Mode.CHECK.value, continue_broken=options.force_audit_continue,
+                            options=_run_fields(options))
         check_run = _run(loaded, options, state, Mode.CHECK, audit, None, None, connections.lend)
         diagnoses = dg.diagnose(loaded.hosts, connections.lend, options.forks) if health and loaded.hosts else None
     finally:
@@ -327,11 +331,28 @@ def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_th
     trail = bk.TrailView.of(trail_records)
     now = time.time()
     connect = connector(loaded.hosts, options)
-    run = start_audit(loaded, state, "prune", why, options={
+    run = start_audit(loaded, state, "prune", why, continue_broken=options.force_audit_continue, options={
         "check": options.check, "force": force, "older_than": older_than_text, "limit": options.limit})
-    outcomes = bk.each_host(
-        loaded.hosts, connect,
-        lambda h, t: bk.prune_host(h, t, trail, now, older_than, force, options.check, run), options.forks)
+    me = Holder.me(run.run_id, "prune")
+
+    def prune(host: Host, transport: Transport) -> bk.HostOutcome:
+        # one run per host: the same locks as apply's (engine/lock.py)
+        locks: list[ControllerLock | HostSideLock] = [ControllerLock(state.locks, host.name)]
+        if not host.is_local:
+            locks.append(HostSideLock(transport, host.name, f"{host.address}:{host.port}"))
+        taken: list[ControllerLock | HostSideLock] = []
+        try:
+            for lock in locks:
+                lock.acquire(me, options.wait_lock, lambda message: None)
+                taken.append(lock)
+            return bk.prune_host(host, transport, trail, now, older_than, force, options.check, run)
+        except Locked as exc:
+            return bk.HostOutcome(host.name, error=str(exc))
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+
+    outcomes = bk.each_host(loaded.hosts, connect, prune, options.forks)
     report = bk.BackupsReport(outcomes, prune=True, check=options.check, older_than=older_than)
     run.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
         "hosts": len(outcomes), "removed": sum(len(o.removed) for o in outcomes),

@@ -37,7 +37,8 @@ class WriteFile(Action):
     owner: str = ""
 
     def describe(self) -> str:
-        return f"{'edit' if self.before.exists else 'create'} {self.path}"
+        via = f" (through the link {self.before.via})" if self.before.via else ""
+        return f"{'edit' if self.before.exists else 'create'} {self.path}{via}"
 
     def diff(self, host: str) -> str:
         return unified_diff(host, self.path, self.before_text, self.after_text)
@@ -60,7 +61,7 @@ class WriteFile(Action):
             "before_sha256": self.before.sha256, "after_sha256": hashlib.sha256(self.content).hexdigest(),
             "backup": self.backup(run_id) if self.before.exists else None,
             "backup_dir": self.before.backup_root, "created": not self.before.exists,
-            **_original_mode(self.before),
+            **_original_mode(self.before), **({"link": self.before.via} if self.before.via else {}),
         }
 
     def execute(self, ctx: ExecContext) -> Outcome:

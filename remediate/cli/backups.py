@@ -26,6 +26,7 @@ def add(sub: Any) -> None:
     bk_prune.add_argument("--force", action="store_true",
                           help="also remove backups a rollback still needs, or use a trail that fails verification")
     bk_prune.add_argument("--check", action="store_true", help="show what would be removed; remove nothing (exit 2)")
+    common.exclusive(bk_prune)
     common.why(bk_prune)
     bk.set_defaults(handle=backups_command)
 

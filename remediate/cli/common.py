@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from ..core.results import ExitCode
 from ..engine.control import Interrupt
 
 FORMATS = ("text", "json")
+# --wait-lock without a value: how long to wait for another run's lock on a host (seconds)
+WAIT_LOCK = 300
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,9 +55,11 @@ def output(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> No
 
 
 def connection(p: argparse.ArgumentParser) -> None:
-    """--forks, --connect-timeout and --accept-new-host-keys: how hosts are reached."""
+    """--forks, --connect-timeout, --command-timeout and --accept-new-host-keys: how hosts are reached."""
     p.add_argument("--forks", type=int, default=10, metavar="N", help="hosts in parallel (default 10)")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--connect-timeout", default="10", metavar="SECONDS", help="bound on connecting (default 10 s)")
+    p.add_argument("--command-timeout", default="900", metavar="SECONDS",
+                   help="bound on each command on a host (default 900 s; a step's own timeout wins)")
     p.add_argument("--accept-new-host-keys", action="store_true",
                    help="trust and record unknown host keys (never changed ones)")
     ssh = ssh_flags(p)
@@ -75,6 +80,19 @@ def ssh_flags(p: argparse.ArgumentParser) -> Any:
                        help="read only this ssh_config (default ~/.ssh/config, then /etc/ssh/ssh_config)")
     files.add_argument("--no-ssh-config", action="store_true", help="read no ssh_config file")
     return ssh
+
+
+def exclusive(p: argparse.ArgumentParser) -> None:
+    """--wait-lock and --force-audit-continue: one run per host at a time, and a trail that protects itself."""
+    p.add_argument("--wait-lock", nargs="?", const=str(WAIT_LOCK), default=None, metavar="SECONDS",
+                   help=f"wait for another run's lock on a host (default {WAIT_LOCK} s) instead of refusing it")
+    trail(p)
+
+
+def trail(p: argparse.ArgumentParser) -> None:
+    """--force-audit-continue: append to a trail whose tail does not match its head, recording the break."""
+    p.add_argument("--force-audit-continue", action="store_true",
+                   help="run although the audit trail's end does not match audit.head; the break is recorded")
 
 
 def variables(p: argparse.ArgumentParser) -> None:
@@ -113,8 +131,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         extra_vars=extra_vars(given.get("extra_vars") or []),
         verify_timeout=duration(given["verify_timeout"], "--verify-timeout") if "verify_timeout" in given
         else default.verify_timeout,
-        connect_timeout=given.get("connect_timeout", default.connect_timeout),
+        connect_timeout=seconds(given["connect_timeout"], "--connect-timeout") if "connect_timeout" in given
+        else default.connect_timeout,
+        command_timeout=seconds(given["command_timeout"], "--command-timeout") if "command_timeout" in given
+        else default.command_timeout,
         accept_new_host_keys=bool(given.get("accept_new_host_keys", default.accept_new_host_keys)),
+        wait_lock=seconds(given["wait_lock"], "--wait-lock") if given.get("wait_lock") is not None
+        else default.wait_lock,
+        force_audit_continue=bool(given.get("force_audit_continue", default.force_audit_continue)),
         user=given.get("user"),
         private_key=given.get("private_key"),
         ssh_config=given.get("ssh_config"),
@@ -123,6 +147,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         become_user=_user(given.get("become_user"), "--become-user"),
         become_password=become_password(bool(given.get("ask_become_pass", False))),
     )
+
+
+def seconds(text: str | float, flag: str) -> float:
+    """A bound in seconds (`90`, `90s`, `15m`): finite and positive, else InputError naming the flag."""
+    value = duration(str(text), flag)
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{flag}: expected a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _user(value: str | None, flag: str) -> str | None:

@@ -17,6 +17,7 @@ def add(sub: Any) -> None:
     common.targets(diag)
     common.output(diag)
     common.connection(diag)
+    common.trail(diag)
     common.why(diag)
     diag.set_defaults(handle=diagnose_command)
 

@@ -53,6 +53,7 @@ def add(sub: Any) -> None:
     common.variables(drift)
     common.verification(drift, "--fix: bound on verification waits")
     common.connection(drift)
+    common.exclusive(drift)
     drift.set_defaults(handle=drift_command)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from .. import api
 from ..core import report
 from ..core.results import ExitCode, RunReport
-from ..core.state import StateDir
+from ..core.state import StateDir, sweep_temp_files
 from . import common
 
 
@@ -25,6 +25,7 @@ def add(sub: Any) -> None:
     apply.add_argument("--skip-tags", action="append", default=[], help="skip steps with these tags")
     common.verification(apply)
     common.connection(apply)
+    common.exclusive(apply)
     common.why(apply)
     apply.set_defaults(handle=apply_command)
 
@@ -41,6 +42,7 @@ def add(sub: Any) -> None:
     common.output(rb)
     common.verification(rb)
     common.connection(rb)
+    common.exclusive(rb)
     common.why(rb)
     rb.set_defaults(handle=rollback_command)
 
@@ -48,6 +50,7 @@ def add(sub: Any) -> None:
 def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """apply [--check]: load, run with live output, print the recap or the JSON document."""
     options = common.run_options(args)
+    _sweep(state)
     loaded = api.load(args.env, tuple(args.playbook), options, args.inventory)
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
         result = api.apply(loaded, options, state, _events(args, loaded), interrupt, common.why_of(args))
@@ -57,11 +60,17 @@ def apply_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
 def rollback_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
     """rollback RUN_ID: the plays restoring what that run changed, run like apply."""
     options = common.run_options(args)
+    _sweep(state)
     loaded = api.load_rollback(args.run_id, options, state, args.force, args.inventory, not args.no_verify)
     with common.masked(loaded.redactor), common.interruptible() as interrupt:
         result = api.rollback(loaded, options, state, args.run_id, args.force, _events(args, loaded), interrupt,
                               common.why_of(args))
     return _print(result, args.format)
+
+
+def _sweep(state: StateDir) -> None:
+    for what in sweep_temp_files(state):
+        print(f"remediate: removed what a killed run left in the state directory: {what}", file=sys.stderr)
 
 
 def _events(args: argparse.Namespace, loaded: api.Loaded) -> report.TextEvents | None:

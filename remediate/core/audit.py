@@ -25,8 +25,29 @@ HEAD_FILE = "audit.head"
 GENESIS = "0" * 64
 
 
+# the largest diff an intent record keeps whole (bytes of its masked text); beyond it, its size and hash
+MAX_AUDIT_DIFF = 64 << 10
+
+
+def diff_fields(masked: str) -> dict[str, Any]:
+    """An intent record's diff fields for an already masked diff."""
+    data = masked.encode("utf-8", "surrogateescape")
+    if len(data) <= MAX_AUDIT_DIFF:
+        return {"diff": masked}
+    return {"diff_bytes": len(data), "diff_sha256": sha256_bytes(data)}
+
+
 class AuditError(RemediateError):
     """The trail cannot be written: remediate refuses to change anything (exit 1)."""
+
+
+class TrailBroken(AuditError):
+    """The trail's end does not match audit.head: records were removed or replaced since the last append."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"the audit trail {path} fails its tail check: {problem}; run `remediate audit verify` "
+                         "(--force-audit-continue records the break in the trail and goes on)")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -85,11 +106,19 @@ class AuditLog:
         # (trail size, next seq, last line's hash) after this log's last flush: while the size is unchanged
         # (no other process appended) the next flush need not read and parse the last line again
         self._tail: tuple[int, int, str] | None = None
+        # with --force-audit-continue: the run id the next flush records a found break for, instead of refusing
+        self._accept_break: str | None = None
 
-    def start(self, run_id: str, command: str, redactor: Redactor = NO_SECRETS, **fields: Any) -> RunAudit:
-        """Write the run's first record (AuditError if the trail is not writable) and return the run's writer."""
+    def start(self, run_id: str, command: str, redactor: Redactor = NO_SECRETS, continue_broken: bool = False,
+              **fields: Any) -> RunAudit:
+        """Write the run's first record (AuditError if the trail is not writable, TrailBroken if its end does not
+        match its head; with `continue_broken`, an `audit_break` record first) and return the run's writer."""
         run = RunAudit(self, run_id, redactor)
-        run.record("run_start", command=command, who=who(), **fields)
+        self._accept_break = run_id if continue_broken else None
+        try:
+            run.record("run_start", command=command, who=who(), **fields)
+        finally:
+            self._accept_break = None
         return run
 
     def append(self, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,32 +156,81 @@ class AuditLog:
                 size = os.fstat(fd).st_size
                 if self._tail is not None and self._tail[0] == size:
                     seq, prev = self._tail[1], self._tail[2]  # nothing was appended since this log's last flush
+                    found: dict[str, Any] | None = None
                 else:
                     seq, prev = _next_link(fd, self.path)
+                    found = self._check_tail(fd, seq - 1, prev)
+                entries: list[Mapping[str, Any]] = [t.fields for t in batch]
+                if found is not None:
+                    entries.insert(0, found)
                 lines = []
-                for ticket in batch:
+                records = []
+                for fields in entries:
                     record = {
                         "seq": seq,
                         "prev": prev,
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock())) + "Z",
-                        **ticket.fields,
+                        **fields,
                     }
                     record["hash"] = record_hash(record)
                     line = _canonical(record)
                     lines.append(line)
-                    ticket.record = record
+                    records.append(record)
                     seq, prev = seq + 1, sha256_bytes(line)
+                for ticket, record in zip(batch, records[len(records) - len(batch):]):
+                    ticket.record = record
                 data = b"".join(line + b"\n" for line in lines)
                 self._tail = None
-                _write_all(fd, data)
-                os.fsync(fd)
-                self._write_head(seq - 1, prev)
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                    self._write_head(seq - 1, prev)
+                except OSError:
+                    # a batch is committed only when its records and the head are both written: cut a torn
+                    # or unheaded batch off again, so the trail never ends in half a record
+                    try:
+                        os.ftruncate(fd, size)
+                        os.fsync(fd)
+                    except OSError:
+                        pass
+                    raise
                 self._tail = (size + len(data), seq, prev)
         except (OSError, AuditError) as exc:
             error = exc if isinstance(exc, AuditError) else AuditError(
                 f"cannot write the audit trail {self.path}: {exc.strerror or exc}")
             for ticket in batch:
                 ticket.record, ticket.error = None, error
+
+    def _check_tail(self, fd: int, last_seq: int, last_hash: str) -> dict[str, Any] | None:
+        """The trail's end against audit.head (under the trail's lock): None when they agree or the head merely
+        lags (an append killed between its two writes); TrailBroken when records were removed from the end or
+        replaced, or the head is gone; with --force-audit-continue, the `audit_break` record to append first."""
+        problem = ""
+        head: dict[str, Any] = {}
+        try:
+            head = json.loads(self.head_path.read_text())
+            head_seq, head_hash = int(head["seq"]), str(head["line_sha256"])
+        except FileNotFoundError:
+            if last_seq > 0:
+                problem = f"{self.head_path} is missing, and the trail has {last_seq} record(s)"
+        except (OSError, ValueError, KeyError, TypeError):
+            problem = f"{self.head_path} is damaged"
+        else:
+            if head_seq > last_seq:
+                first = last_seq + 1
+                which = f"record {first}" if first == head_seq else f"records {first}-{head_seq}"
+                problem = f"{which} removed from the end (the trail had {head_seq} records)"
+            elif head_seq == last_seq and head_hash != last_hash:
+                problem = f"record {head_seq} (line {head_seq}) was replaced"
+            elif head_seq < last_seq and head_seq > 0 and _line_hash(fd, head_seq) != head_hash:
+                problem = f"record {head_seq} (line {head_seq}) was replaced"
+        if not problem:
+            return None
+        if self._accept_break is None:
+            raise TrailBroken(self.path, problem)
+        return {"run_id": self._accept_break, "event": "audit_break", "problem": problem,
+                "head": {k: head.get(k) for k in ("seq", "line_sha256")} if head else None,
+                "tail": {"seq": last_seq, "line_sha256": last_hash}}
 
     @contextmanager
     def _locked(self) -> Iterator[int]:
@@ -171,10 +249,18 @@ class AuditLog:
         tmp = os.path.join(os.path.dirname(self.head_path), f".{HEAD_FILE}.{os.getpid()}.{threading.get_ident()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, json.dumps({"seq": seq, "line_sha256": line_hash}).encode() + b"\n")
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.head_path)
+            try:
+                _write_all(fd, json.dumps({"seq": seq, "line_sha256": line_hash}).encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.head_path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
 
 def _next_link(fd: int, path: Path) -> tuple[int, str]:
@@ -187,6 +273,13 @@ def _next_link(fd: int, path: Path) -> tuple[int, str]:
     except (ValueError, KeyError, TypeError):
         raise AuditError(f"{path}: the last record is damaged; run `remediate audit verify`") from None
     return seq, sha256_bytes(last)
+
+
+def _line_hash(fd: int, n: int) -> str:
+    """The sha256 of line n (1-based) of the trail; "" when it has fewer lines (read whole: only for a lag)."""
+    size = os.fstat(fd).st_size
+    lines = os.pread(fd, size, 0).split(b"\n")
+    return sha256_bytes(lines[n - 1]) if 0 < n <= len(lines) and lines[n - 1] else ""
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -292,6 +385,11 @@ def verify(path: Path) -> Verdict:
             return Verdict(False, len(lines), f"{which} removed from the end (the trail had {head_seq} records)")
         if head_seq == len(lines) and lines and sha256_bytes(lines[-1]) != head_hash:
             return Verdict(False, len(lines), f"record {head_seq} (line {head_seq}) was replaced")
+    for record in parsed:
+        if record is not None and record.get("event") == "audit_break":
+            return Verdict(False, len(lines), f"record {record.get('seq')} records a break in the trail: "
+                                              f"{record.get('problem')} (found and recorded by run "
+                                              f"{record.get('run_id')}, which went on with --force-audit-continue)")
     return Verdict(True, len(lines))
 
 
@@ -381,6 +479,9 @@ def render_run(records: list[dict[str, Any]]) -> str:
                 lines += [f"    {path}" for path in r.get("files") or ()]
             if r.get("diff"):
                 lines += ["    " + line for line in str(r["diff"]).rstrip("\n").splitlines()]
+            elif r.get("diff_sha256"):
+                lines.append(f"    diff of {r.get('diff_bytes')} bytes not kept (more than {MAX_AUDIT_DIFF >> 10} KiB; "
+                             f"sha256 {r['diff_sha256']} of its masked text)")
         elif event == "result":
             rc = f" exit {r['rc']}" if r.get("rc") is not None else ""
             msg = f": {r['message']}" if r.get("message") else ""
@@ -398,6 +499,9 @@ def render_run(records: list[dict[str, Any]]) -> str:
             lines += [f"    {f}" for f in r.get("findings") or ()]
         elif event == "run_end":
             lines.append(f"{head}run end: {_outcome(r)}")
+        elif event == "audit_break":
+            lines.append(f"{head}BREAK in the trail found before this run: {r.get('problem')} "
+                         "(went on with --force-audit-continue)")
         else:
             lines.append(f"{head}{event}: " + json.dumps({k: v for k, v in r.items() if k not in ('seq', 'prev', 'hash', 'time', 'run_id', 'event', 'host')}))
     if records and not any(r.get("event") == "run_end" for r in records):

@@ -34,6 +34,10 @@ class RunOptions:
     connect_timeout: float = 10.0
     command_timeout: float = 900.0
     accept_new_host_keys: bool = False
+    # how long a run waits for another run's lock on a host; 0: refuse at once, naming the holder
+    wait_lock: float = 0.0
+    # append to an audit trail whose end does not match audit.head, recording the break first
+    force_audit_continue: bool = False
     # SSH as hosts are (transport/sshconfig.py): -u and --private-key where the inventory says nothing; the
     # ssh_config files (None: ~/.ssh/config and /etc/ssh/ssh_config, or REMEDIATE_SSH_CONFIG), or none at all
     user: str | None = None

@@ -1,10 +1,14 @@
 """Secret masking: the one function every rendering of output, diffs, errors and the audit trail goes through."""
 from __future__ import annotations
 
+import functools
+import html
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "********"
 SECRET_NAME = re.compile(r"password|passwd|secret|token|key", re.IGNORECASE)
@@ -32,11 +36,17 @@ class Redactor:
         return f"Redactor({len(self.values)} secret value(s))"
 
     def text(self, text: str) -> str:
-        """text with every secret value replaced by ********."""
-        for value in self.values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        """text with every secret value, in every form it may be printed in, replaced by ********; one pass
+        over the text, whatever the number of secrets."""
+        if not self.values or not text:
+            return text
+        return self._pattern.sub(MASK, text)
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        # longest first: a form that contains another is masked whole
+        found = sorted({f for v in self.values for f in forms(v)}, key=lambda f: (-len(f), f))
+        return re.compile("|".join(re.escape(f) for f in found))
 
     def data(self, value: Any) -> Any:
         """A copy of JSON-like data (dicts, lists, tuples, strings) with secrets masked in keys and values."""
@@ -54,6 +64,20 @@ class Redactor:
 
 
 NO_SECRETS = Redactor()
+
+
+def forms(value: str) -> set[str]:
+    """Every way a secret may be printed: raw; inside single quotes as a shell quotes it; as the body of a
+    Python string literal in either quote (a repr, a settings file's value); as a JSON string's body (ASCII or
+    not); URL-encoded (a path, a query, a form); HTML-escaped."""
+    out = {value, value.replace("'", "'\"'\"'"), repr(value)[1:-1],
+           json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+           quote(value), quote(value, safe=""), quote_plus(value), quote_plus(value, safe="/"),
+           html.escape(value), html.escape(value, quote=False)}
+    for q in "'\"":
+        out.add(value.replace("\\", "\\\\").replace(q, "\\" + q).replace("\n", "\\n").replace("\t", "\\t")
+                .replace("\r", "\\r"))
+    return {f for f in out if len(f) >= MIN_SECRET_LENGTH}
 
 
 def redactor_for(scopes: Iterable[Mapping[str, Any]], listed: Iterable[str] = ()) -> Redactor:

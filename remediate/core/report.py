@@ -67,6 +67,8 @@ def recap(report: RunReport) -> str:
     lines.append("hosts: " + ", ".join(f"{k}={v}" for k, v in summary.items()) + f"; exit {int(report.exit_code())}")
     if report.interrupted:
         lines.append("interrupted")
+    if report.audit_error:
+        lines.append(f"the audit trail is incomplete: {report.audit_error}; this recap is the run's only full account")
     return report.redactor.text("\n".join(lines))
 
 
@@ -103,7 +105,7 @@ def host_json(host: HostResult) -> dict[str, Any]:
 
 def to_json(report: RunReport) -> str:
     """The one JSON document of a run."""
-    doc = {
+    doc: dict[str, Any] = {
         "run_id": report.run_id,
         "mode": report.mode.value,
         "hosts": {h.host: host_json(h) for h in report.hosts},
@@ -111,4 +113,6 @@ def to_json(report: RunReport) -> str:
         "exit_code": int(report.exit_code()),
         "interrupted": report.interrupted,
     }
+    if report.audit_error:
+        doc["audit_error"] = report.audit_error
     return json.dumps(report.redactor.data(doc), indent=2, default=str)

@@ -126,6 +126,8 @@ class RunReport:
     interrupted: bool = False
     # every rendering of the report (text, JSON, HTML, JUnit) masks secrets through it
     redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
+    # the audit trail could not be written at the run's end (or earlier): the recap is the run's only full account
+    audit_error: str = ""
 
     def summary(self) -> dict[str, int]:
         """Counts of hosts by outcome."""
@@ -148,7 +150,7 @@ class RunReport:
         if self.interrupted:
             return ExitCode.INTERRUPTED
         statuses = {h.status for h in self.hosts}
-        if statuses & {Status.FAILED, Status.UNREACHABLE}:
+        if self.audit_error or statuses & {Status.FAILED, Status.UNREACHABLE}:
             return ExitCode.FAILED
         if Status.PENDING in statuses:
             return ExitCode.VERIFY_PENDING

@@ -5,6 +5,7 @@ Resolved once, at the entry (the CLI, or a caller of api), and passed down.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,47 @@ class StateDir:
         return self.path / "pending"
 
     @property
+    def locks(self) -> Path:
+        """One lock file per host, held by the run that has the host (engine/lock.py)."""
+        return self.path / "locks"
+
+    @property
     def history(self) -> Path:
         """The drift history database."""
         return self.path / "drift.sqlite3"
+
+
+# a state file's temp copy before its rename: .NAME.PID.THREAD (audit.head, a host's pending reloads)
+_TEMP = re.compile(r"^\..+\.(\d+)\.(\d+)$")
+
+
+def sweep_temp_files(state: StateDir) -> list[str]:
+    """Remove the temp files of state-directory writers whose process is gone (killed between writing and
+    renaming); return what was removed, for the run to say so."""
+    removed = []
+    for directory in (state.path, state.pending):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            found = _TEMP.match(name)
+            if not found or _alive(int(found.group(1))):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            removed.append(f"{path} (pid {found.group(1)} is gone)")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -51,6 +51,8 @@ def parse_schedule(text: str) -> CronSchedule:
 
     from ..celery import cron_never_fires
 
+    for name, field in zip(FIELDS, fields):
+        _forwards(name, field)
     expr = " ".join(fields)
     try:
         expanded = croniter.expand(expr)[0]
@@ -68,6 +70,28 @@ def parse_schedule(text: str) -> CronSchedule:
     if weekdays is not None:
         weekdays = tuple(sorted({d % 7 for d in weekdays}))  # 7 is Sunday too
     return CronSchedule(expr, values(expanded[0]), values(expanded[1]), values(expanded[2]), values(expanded[3]), weekdays)
+
+
+_NAMES = {**{m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                          "nov", "dec"), start=1)},
+          **{d.lower(): i for i, d in enumerate(DOW_NAMES)}}
+
+
+_BOUNDS = {"minute": (0, 59), "hour": (0, 23), "day of month": (1, 31), "month": (1, 12), "day of week": (0, 6)}
+
+
+def _forwards(name: str, field: str) -> None:
+    """A range must go upwards: cron sets nothing from `5-1` (vixie cron's get_range loops from 5 while <= 1), so
+    the job would never run there, where croniter reads it as a wrap-around."""
+    for item in field.split(","):
+        low, dash, high = item.split("/", 1)[0].partition("-")
+        if not dash:
+            continue
+        ends = [int(v) if v.isdigit() else _NAMES.get(v.lower()) for v in (low, high)]
+        if None not in ends and ends[0] > ends[1]:  # type: ignore[operator]
+            first, last = _BOUNDS[name]
+            raise InputError(f"--schedule: the {name} range {item} runs backwards: cron sets nothing from it, so the "
+                             f"job would never run (a wrap-around is {low}-{last},{first}-{high})")
 
 
 def on_calendar(schedule: CronSchedule) -> tuple[str, ...]:

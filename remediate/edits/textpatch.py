@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 __all__ = ["EditError", "TextFormat", "decode", "encode", "ensure_line"]
 
@@ -24,11 +25,16 @@ class EditError(ValueError):
 
 @dataclass(frozen=True)
 class TextFormat:
-    """How a file's text was stored: BOM, line ending and final newline, restored by `encode`."""
+    """How a file's text was stored: BOM, line ending and final newline, restored by `encode`.
+
+    `endings`: when the file mixes line endings, each line's own (the last one "" without a final newline);
+    `encode` then keeps them for the lines an edit left alone. Empty for a file with one kind of ending.
+    """
 
     bom: bool
     newline: str
     trailing_newline: bool
+    endings: tuple[str, ...] = field(default=(), repr=False)
 
 
 def decode(data: bytes) -> tuple[str, TextFormat]:
@@ -46,13 +52,22 @@ def decode(data: bytes) -> tuple[str, TextFormat]:
         counts[match.group()] = counts.get(match.group(), 0) + 1
     # max() keeps the first of equal counts, and dicts keep first-seen order: ties go to the first ending.
     newline = max(counts, key=lambda k: counts[k]).decode("ascii") if counts else "\n"
-    fmt = TextFormat(bom=bom, newline=newline, trailing_newline=not body or body.endswith((b"\n", b"\r")))
+    endings: tuple[str, ...] = ()
+    if len(counts) > 1:
+        endings = tuple(m.decode("ascii") for m in _NEWLINES.findall(body))
+        endings += ("",) if body and not body.endswith((b"\n", b"\r")) else ()
+    fmt = TextFormat(bom=bom, newline=newline, trailing_newline=not body or body.endswith((b"\n", b"\r")),
+                     endings=endings)
     # Every ending becomes '\n' (as Python's own tokenizer does), so edits and ast line numbers agree.
     return text.replace("\r\n", "\n").replace("\r", "\n"), fmt
 
 
-def encode(text: str, fmt: TextFormat) -> bytes:
-    """Inverse of decode: restores BOM, line endings and the presence/absence of a final newline."""
+def encode(text: str, fmt: TextFormat, before: str | None = None) -> bytes:
+    """Inverse of decode: restores BOM, line endings and the presence/absence of a final newline.
+
+    For a file with mixed endings, `before` (the text decode gave) tells which lines the edit left alone: they
+    keep their own ending, and only new or changed lines get the file's dominant one.
+    """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text:
         if fmt.trailing_newline and not text.endswith("\n"):
@@ -60,10 +75,42 @@ def encode(text: str, fmt: TextFormat) -> bytes:
         elif not fmt.trailing_newline and text.endswith("\n"):
             text = text[:-1]
     try:
-        body = text.replace("\n", fmt.newline).encode("utf-8")
+        if fmt.endings and before is not None:
+            body = _with_own_endings(text, before, fmt).encode("utf-8")
+        else:
+            body = text.replace("\n", fmt.newline).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise EditError(f"text cannot be stored as UTF-8 ({exc.reason})", text.count("\n", 0, exc.start) + 1) from None
     return (_BOM if fmt.bom else b"") + body
+
+
+def _with_own_endings(text: str, before: str, fmt: TextFormat) -> str:
+    """text's lines with the endings they had in `before` where they are unchanged, else the dominant ending.
+
+    An edit changes a few lines: the common head and tail are matched in linear time, and only what lies between
+    is compared line by line.
+    """
+    old, new = _split(before), _split(text)
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    # each new line and the old line it is (None: new or changed)
+    origin: list[int | None] = list(range(head))
+    middle = SequenceMatcher(None, old[head:len(old) - tail], new[head:len(new) - tail], autojunk=False)
+    for tag, i1, i2, j1, j2 in middle.get_opcodes():
+        origin += [head + i1 + k for k in range(j2 - j1)] if tag == "equal" else [None] * (j2 - j1)
+    origin += list(range(len(old) - tail, len(old)))
+    out = []
+    for line, was in zip(new, origin):
+        if not line.endswith("\n"):
+            out.append(line)
+            continue
+        own = fmt.endings[was] if was is not None and was < len(fmt.endings) else ""
+        out.append(line[:-1] + (own or fmt.newline))
+    return "".join(out)
 
 
 def _compile(pattern: str, role: str) -> re.Pattern[str]:

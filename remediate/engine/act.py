@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..actions.base import Action, ExecContext, Outcome
-from ..core.audit import AuditError
+from ..core.audit import AuditError, diff_fields
 from ..core.changes import Change, from_record
 from ..core.errors import Interrupted, StepError
 from ..core.results import Status
@@ -89,6 +89,14 @@ class Actor:
             pending |= outcome.pending
         return Acted(tuple(described), tuple(outcomes), would_change, changed, False, pending)
 
+    def _diff_fields(self, diff: str) -> dict[str, Any]:
+        """The diff as the intent record keeps it: whole up to MAX_AUDIT_DIFF bytes, else its size and the
+        sha256 of its masked text (a hash of the unmasked one would confirm a guess of a secret)."""
+        audit = self.ctx.audit
+        if not diff or audit is None:
+            return {"diff": diff} if diff else {}
+        return diff_fields(audit.redactor.text(diff))
+
     def execute(self, spec: StepSpec, play: Play, action: Action, run: ExecContext,
                 debts: list[PendingReload]) -> Outcome:
         """Make one change (or run one read-only action): intent and owed reloads before, result after."""
@@ -101,14 +109,15 @@ class Actor:
                 fields["become"] = self._become.user  # whom the change was made as: its rollback is made as them
             diff = action.diff(self.ctx.host.name)
             try:
-                self.ctx.record("intent", **fields, **({"diff": diff} if diff else {}))
+                self.ctx.record("intent", **fields, **self._diff_fields(diff))
                 if spec.notify and action.paths():
                     owed = tuple(PendingReload(playbook_key(play), play.name, n, action.paths(), self.ctx.run_id,
                                                spec.name) for n in spec.notify)
                     self.owed.add(owed)
                     debts.extend(owed)
             except AuditError as exc:
-                raise StepError(f"{exc}; refusing to make this change, nothing was changed") from None
+                # no change without its write-ahead record: this host stops, and the run halts (engine/host.py)
+                raise AuditError(f"{exc}; refusing to make this change, nothing was changed") from None
         # a stop requested before the action starts raises here: nothing was attempted, so no result is recorded
         with self.stop.acting(action.interruptible):
             try:

@@ -48,6 +48,11 @@ class Stop:
         if not writing:
             self._transport.interrupt()
 
+    def halt(self) -> None:
+        """Start nothing new, but let the running action finish (a fault elsewhere, not an interrupt)."""
+        with self._lock:
+            self._stop = True
+
     def requested(self) -> bool:
         """Whether a stop was requested."""
         with self._lock:
@@ -74,6 +79,8 @@ class Interrupt:
         self.event = threading.Event()
         self._hosts: list[Stop] = []
         self._lock = threading.Lock()
+        # why the run was halted by a fault (the audit trail could not be written): no host starts anything new
+        self.fault = ""
 
     def is_set(self) -> bool:
         """Whether the run was interrupted."""
@@ -83,8 +90,26 @@ class Interrupt:
         """A host to tell when the interrupt comes."""
         with self._lock:
             self._hosts.append(stop)
+            fault = self.fault
         if self.event.is_set():
             stop.request()
+        elif fault:
+            stop.halt()
+
+    def halt(self, reason: str) -> None:
+        """A fault no host may go on after (the audit trail cannot be written): every host starts nothing new,
+        actions running finish; the run ends failed (exit 1), not interrupted."""
+        with self._lock:
+            if not self.fault:
+                self.fault = reason
+            hosts = list(self._hosts)
+        for stop in hosts:
+            stop.halt()
+
+    def halted(self) -> bool:
+        """Whether a fault or an interrupt stopped the run."""
+        with self._lock:
+            return bool(self.fault) or self.event.is_set()
 
     def unregister(self, stop: Stop) -> None:
         """The host has finished."""

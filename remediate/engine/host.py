@@ -17,6 +17,7 @@ from .act import Actor
 from .context import HostContext
 from .control import Events, Interrupt, NoEvents, Stop
 from .known import HostFacts
+from .lock import Holder, HostSideLock, Locked
 from .pending import Owed, PendingStore
 from .play import HostLog, PlayRunner
 from .recovery import restore_plays
@@ -40,12 +41,16 @@ class HostRunner:
         audit: RunAudit | None = None,
         pending: PendingStore | None = None,
         interrupt: Interrupt | None = None,
+        holder: Holder | None = None,
     ) -> None:
         self.ctx = HostContext(host, transport, options, run_id, template_path, events or NoEvents(), sleep, clock, audit)
         self.plays = plays
         self.stop = Stop(transport)
         self.log = HostLog()
         self._interrupt = interrupt
+        # with a holder: the run lock on the host itself, taken once connected, released after the last record
+        self._holder = holder
+        self._host_lock: HostSideLock | None = None
         facts = HostFacts(transport)
         owed = Owed(pending, host.name, options.check)
         self.actor = Actor(self.ctx, facts, self.stop, owed)
@@ -60,17 +65,21 @@ class HostRunner:
         if self._interrupt is not None:
             self._interrupt.register(self.stop)
         try:
-            result = self._run()
+            try:
+                result = self._run()
+            finally:
+                if self._interrupt is not None:
+                    self._interrupt.unregister(self.stop)
+            try:
+                self.ctx.record("host_end", status=result.status.value, message=result.message,
+                                interrupted=bool(self.log.interrupted_at))
+            except AuditError as exc:
+                result = replace(result, status=Status.FAILED, message=f"{result.message}\n{exc}".strip())
+            note = self._copy_trail(result)
+            return replace(result, notices=result.notices + (note,)) if note else result
         finally:
-            if self._interrupt is not None:
-                self._interrupt.unregister(self.stop)
-        try:
-            self.ctx.record("host_end", status=result.status.value, message=result.message,
-                            interrupted=bool(self.log.interrupted_at))
-        except AuditError as exc:
-            result = replace(result, status=Status.FAILED, message=f"{result.message}\n{exc}".strip())
-        note = self._copy_trail(result)
-        return replace(result, notices=result.notices + (note,)) if note else result
+            if self._host_lock is not None:
+                self._host_lock.release()
 
     def _run(self) -> HostResult:
         name, log = self.ctx.host.name, self.log
@@ -80,6 +89,10 @@ class HostRunner:
         try:
             self.ctx.transport.connect()
             self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
+            if self._holder is not None and not self.ctx.host.is_local:
+                # `connection: local`: the controller is the host, and its lock in the state directory is the
+                # run lock (a host lock keyed by name would serialise every local inventory's `here` on a machine)
+                self._lock_on_host(self._holder)
             for play in self.plays:
                 played = self.runner.run(play)
                 if played.roll_back:
@@ -88,16 +101,38 @@ class HostRunner:
                     break
         except Unreachable as exc:
             return HostResult(name, Status.UNREACHABLE, tuple(log.results), str(exc), self._notices())
-        except AuditError as exc:
+        except Locked as exc:
             return HostResult(name, Status.FAILED, tuple(log.results), str(exc), self._notices())
+        except AuditError as exc:
+            # no host may change anything without its write-ahead record: the whole run stops here
+            if self._interrupt is not None:
+                self._interrupt.halt(str(exc))
+            return HostResult(name, Status.FAILED, tuple(log.results), str(exc), self._notices())
+        except Exception as exc:  # a bug in remediate: the host ends failed, the run ends with its recap
+            if self._interrupt is not None:
+                self._interrupt.halt(f"internal error on {name}")
+            return HostResult(name, Status.FAILED, tuple(log.results),
+                              f"internal error: {type(exc).__name__}: {exc}", self._notices())
         counted = tuple(r for r in log.results if not r.ignored)
         failed = next((r for r in counted if r.status == Status.FAILED), None)
         status = Status.FAILED if failed else host_status(counted)
         message = f"{failed.name}: {failed.message}" if failed else ""
         if log.interrupted_at:
             status = Status.FAILED
-            message = f"interrupted {log.interrupted_at}" + (f"\n{message}" if message else "")
+            fault = self._interrupt.fault if self._interrupt is not None and not self._interrupt.is_set() else ""
+            why = f"stopped {log.interrupted_at}: the run was halted: {fault}" if fault else f"interrupted {log.interrupted_at}"
+            message = why + (f"\n{message}" if message else "")
         return HostResult(name, status, tuple(log.results), message, self._notices())
+
+    def _lock_on_host(self, holder: Holder) -> None:
+        """The run lock on the host itself (other controllers); Locked naming the holder."""
+        host = self.ctx.host
+        lock = HostSideLock(self.ctx.transport, host.name, f"{host.address}:{host.port}")
+        stale = lock.acquire(holder, self.ctx.options.wait_lock, lambda m: self.ctx.progress("run lock", m))
+        self._host_lock = lock
+        if stale:
+            self.log.notices.append(stale)
+            self.ctx.record("notice", message=stale)
 
     def _roll_back(self, play: Play) -> None:
         """on_verify_failure: rollback: restore what this run wrote in the play, then run the handlers they notify."""

@@ -78,11 +78,15 @@ class PendingStore:
                 return
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump([asdict(i) for i in items], fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump([asdict(i) for i in items], fh, indent=1)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
         except OSError as exc:
             raise AuditError(f"cannot record pending reloads in {path}: {exc.strerror or exc}") from None
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shlex
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..core.errors import StepError, tail_lines
+from ..core.audit import AuditError
+from ..core.errors import InputError, StepError, Unreachable, tail_lines
 from ..core.options import RunOptions
 from ..core.results import CommandOutput, Status, StepResult, host_status
 from ..inputs import templating
@@ -80,8 +82,20 @@ class StepRunner:
                 if not templating.evaluate(spec.when, variables, spec.where, f"step {spec.name!r}: when"):
                     return replace(base, status=Status.SKIPPED, message="condition is false")
             result = self._attempts(spec, play, variables, notified_paths, debts)
-        except StepError as exc:
+        except (StepError, InputError) as exc:
+            # found on the host's turn (a template error at run time, a rendered argument of the wrong type):
+            # the step fails, the host stops, and the run ends with its recap (never exit 3 after a change)
             return replace(base, status=Status.FAILED, message=str(exc))
+        except (AuditError, Unreachable):
+            raise
+        except Exception as exc:  # a bug: fail the step truthfully rather than lose the run's end
+            try:  # the traceback, for whoever fixes it: in the trail (masked), not in the operator's output
+                self.ctx.record("notice", message=f"internal error in step {spec.name!r}",
+                                traceback=traceback.format_exc(limit=20))
+            except AuditError:
+                pass
+            return replace(base, status=Status.FAILED, message=f"internal error: {type(exc).__name__}: {exc} "
+                                                               "(its traceback is in the audit trail)")
         if spec.verify and result.status == Status.CHANGED:
             result = replace(result, status=Status.OK)
         if result.status == Status.FAILED and spec.ignore_errors:

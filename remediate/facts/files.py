@@ -21,6 +21,8 @@ ABSENT = "absent"
 # How long a write waits for another remediate write in the same directory to finish (seconds)
 LOCK_WAIT = 30
 STAGING = ".staging"
+# The largest file remediate reads to edit, compare or back up (a larger one is refused before it is sent)
+MAX_EDIT_BYTES = 16 << 20
 
 # The backup root for a configured `backup_dir` ($1, "" for the default), on the host's side: the SSH
 # user's HOME is only known there.
@@ -35,12 +37,25 @@ resolve_root() {
 }
 """
 
-# One round trip: the backup root and a NUL, a header line (mode uid gid, or MISSING), then the raw bytes.
+# the same, for scripts elsewhere (the run lock's holder lives in the backup root too)
+ROOT_SCRIPT = _ROOT
+
+# One round trip: the backup root and a NUL, a header line (mode uid gid, MISSING, or TOOBIG size for a file
+# above $3 bytes, whose content is not sent), then the raw bytes. A symbolic link is `LINK TARGET` (its
+# canonical target) and nothing more; with $4 = 1 it is followed: `VIA TARGET`, then the target as above.
 _READ = _ROOT + r"""
 resolve_root "$2"
 printf '%s\0' "$root"
+if [ -L "$1" ]; then
+  t=$(readlink -f -- "$1") || t=$(readlink -- "$1")
+  if [ "$4" != 1 ]; then printf 'LINK %s\n' "$t"; exit 0; fi
+  printf 'VIA %s\n' "$t"
+  set -- "$t" "$2" "$3" "$4"
+fi
 if [ -e "$1" ]; then
   [ -f "$1" ] || { echo "remediate: $1 is not a regular file" >&2; exit 66; }
+  size=$(stat -c %s -- "$1")
+  if [ "$size" -gt "$3" ]; then echo "TOOBIG $size"; exit 0; fi
   stat -c '%a %u %g' -- "$1" && cat -- "$1"
 else
   echo MISSING
@@ -114,6 +129,8 @@ lock_dir() {
     exec 9>>"$root/.locks/$(printf '%s' "$dir" | sha256sum | cut -c1-32)"
   fi
   flock -w "$wait" 9 || { say "another remediate write held the lock on $dir for more than $wait s; $f left as it is"; exit 73; }
+  # never through a link, nor replacing one: one that appeared since the file was read is refused here
+  if [ -L "$f" ]; then say "$f is a symbolic link (it became one after it was read); left as it is"; exit 73; fi
   [ "$(current)" = "$expected" ] || conflict
   # temp files beside targets exist only under this lock: one found now was left by a killed writer
   for t in "$dir"/.remediate.??????; do
@@ -209,6 +226,8 @@ class FileFact:
     uid: int = -1
     gid: int = -1
     backup_root: str = ""
+    # read through a symbolic link (follow_symlinks): `path` is the link's canonical target, `via` the link
+    via: str = ""
 
     @property
     def sha256(self) -> str:
@@ -221,18 +240,31 @@ class FileFact:
         return f"{self.uid}:{self.gid}" if self.exists and self.uid >= 0 else ""
 
 
-def read_file(transport: Transport, path: str, backup_dir: str = "") -> FileFact:
-    """Read a file's content, mode and owner, and resolve the host's backup root, in one round trip."""
-    result = transport.run(["sh", "-c", _READ, "sh", path, backup_dir])
+def read_file(transport: Transport, path: str, backup_dir: str = "", follow: bool = False) -> FileFact:
+    """Read a file's content, mode and owner, and resolve the host's backup root, in one round trip. A symbolic
+    link is refused naming its target, or with `follow` read as its target (the fact's path, `via` the link)."""
+    result = transport.run(["sh", "-c", _READ, "sh", path, backup_dir, str(MAX_EDIT_BYTES), "1" if follow else "0"])
     if result.rc != 0:
         raise StepError(f"cannot read {path}: {result.err.strip() or f'exit {result.rc}'}")
     root, _, rest = result.stdout.partition(b"\0")
     header, _, data = rest.partition(b"\n")
     backup_root = posixpath.normpath(root.decode("utf-8", "surrogateescape")) if root else ""
+    via = ""
+    if header.startswith(b"LINK "):
+        target = header[5:].decode("utf-8", "surrogateescape")
+        raise StepError(f"{path} is a symbolic link to {target}; left as it is (follow_symlinks: true edits "
+                        f"{target} in place and keeps the link)")
+    if header.startswith(b"VIA "):
+        via, path = path, header[4:].decode("utf-8", "surrogateescape")
+        header, _, data = data.partition(b"\n")
     if header == b"MISSING":
-        return FileFact(path, False, backup_root=backup_root)
+        return FileFact(path, False, backup_root=backup_root, via=via)
+    if header.startswith(b"TOOBIG "):
+        size = int(header.split()[1])
+        raise StepError(f"{path} is {size / (1 << 20):.1f} MiB; remediate reads and edits files up to "
+                        f"{MAX_EDIT_BYTES >> 20} MiB; left as it is")
     mode, uid, gid = header.decode().split()
-    return FileFact(path, True, data, mode, int(uid), int(gid), backup_root)
+    return FileFact(path, True, data, mode, int(uid), int(gid), backup_root, via)
 
 
 def backup_path(root: str, run_id: str, path: str) -> str:
@@ -288,9 +320,10 @@ class FileProbe(Probe):
 
     path: str
     backup_dir: str = ""
+    follow: bool = False  # follow_symlinks: read a link's target instead of refusing the link
 
     def gather(self, transport: Transport) -> FileFact:
-        return read_file(transport, self.path, self.backup_dir)
+        return read_file(transport, self.path, self.backup_dir, self.follow)
 
     def subject(self) -> Hashable:
         return file_subject(self.path)

@@ -25,15 +25,104 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+# The largest value or rendered result a template may make (characters, items): a template is text for a
+# config file or a command, and `'a' * 4000000000` would otherwise take the controller's memory
+MAX_RENDER = 16 << 20
+# the largest integer a power may make, in bits (10 ** 1000000000 is minutes of CPU and a GiB)
+MAX_POWER_BITS = 1 << 22
+_PERCENT_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?[a-zA-Z%]")
+_PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs"}
+
+
+class Refused(jinja2.TemplateRuntimeError):
+    """A template would build a value larger than the limit."""
+
+
+def _refuse(size: float) -> None:
+    if size > MAX_RENDER:
+        raise Refused(f"refused: the result would be {int(size)} characters or items, more than the limit of "
+                      f"{MAX_RENDER >> 20} MiB")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
+
+
+def _percent(fmt: str) -> int:
+    """What `fmt % args` may add beyond fmt itself: every field's width and precision."""
+    return sum(int(w) if w and w != "*" else 0 for m in _PERCENT_WIDTH.finditer(fmt) for w in m.groups())
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with the operators and methods that can make huge values sized before they run."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if _size(seq) and isinstance(times, int) and not isinstance(times, bool):
+                    _refuse(_size(seq) * times)
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+                if right * left.bit_length() > MAX_POWER_BITS:
+                    raise Refused(f"refused: {left} ** {right} would have about {right * left.bit_length()} bits, "
+                                  f"more than the limit of {MAX_POWER_BITS}")
+        elif operator == "%" and isinstance(left, str):
+            _refuse(len(left) + _percent(left))
+        elif operator == "+":
+            _refuse(_size(left) + _size(right))
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, str):
+            if name in _PADDING and args and isinstance(args[0], int):
+                _refuse(args[0] * (8 if name == "expandtabs" else 1) + len(owner))
+            elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+                if len(args[1]) > len(args[0]):
+                    _refuse(len(owner) + (owner.count(args[0]) if args[0] else len(owner) + 1)
+                            * (len(args[1]) - len(args[0])))
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _bounded_filter(name: str, size: Callable[..., float]) -> Callable[..., Any]:
+    inner = jinja2.filters.FILTERS[name]
+
+    @functools.wraps(inner)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _refuse(size(*args, **kwargs))
+        return inner(*args, **kwargs)
+
+    return bounded
+
+
+def _width(value: Any, width: Any = 80, *_: Any, **__: Any) -> float:
+    return len(str(value)) + (width if isinstance(width, int) else len(str(width)))
+
+
+def _indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> float:
+    text = str(value)
+    return len(text) + (text.count("\n") + 1) * (width if isinstance(width, int) else len(str(width)))
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> float:
+    return len(str(value)) + _percent(str(value)) + sum(len(str(a)) for a in args)
+
+
 @functools.lru_cache(maxsize=8)
 def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironment:
     """The one sandboxed environment for a search path of template directories."""
-    env = ImmutableSandboxedEnvironment(
+    env = BoundedSandbox(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
         loader=jinja2.FileSystemLoader(list(search_path)) if search_path else None,
     )
+    env.filters["center"] = _bounded_filter("center", _width)
+    env.filters["indent"] = _bounded_filter("indent", _indent)
+    env.filters["format"] = _bounded_filter("format", _format)
     env.filters["to_json"] = _to_json
     env.filters["quote"] = _shell_quote
     env.filters["celery_beat_verdicts"] = _celery_beat_verdicts
@@ -99,13 +188,15 @@ def render_string(text: str, variables: Mapping[str, Any], where: Location, what
     try:
         if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
             return _defined(_expression(stripped[2:-2].strip())(**variables))
-        return _template(text).render(**variables)
+        return _render(_template(text), variables)
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{what}: template syntax error: {exc.message}", where) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: {exc}", where) from None
+    except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
+        raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
 
 
 def render_value(value: Any, variables: Mapping[str, Any], where: Location, what: str) -> Any:
@@ -132,6 +223,8 @@ def evaluate(expression: str, variables: Mapping[str, Any], where: Location, wha
         raise TemplateError(f"{what}: expression syntax error: {exc.message}", where) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: {exc}", where) from None
+    except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
+        raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
 
 
 def _defined(value: Any) -> Any:
@@ -206,11 +299,25 @@ def render_file(name: str, search_path: tuple[str, ...], variables: Mapping[str,
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", Location(exc.filename or name, exc.lineno)) from None
     try:
-        return template.render(**variables)
+        return _render(template, variables)
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"undefined variable: {exc.message}", _template_location(exc, template)) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(str(exc), _template_location(exc, template)) from None
+    except Exception as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}", Location(template.filename or template.name or "<template>")) from None
+
+
+def _render(template: jinja2.Template, variables: Mapping[str, Any]) -> str:
+    """Render, refusing a result beyond MAX_RENDER as it grows (never built whole first)."""
+    parts = []
+    size = 0
+    for part in template.generate(**variables):
+        size += len(part)
+        if size > MAX_RENDER:
+            raise Refused(f"refused: the rendered text is more than the limit of {MAX_RENDER >> 20} MiB")
+        parts.append(part)
+    return "".join(parts)
 
 
 def _template_location(exc: BaseException, template: jinja2.Template) -> Location:

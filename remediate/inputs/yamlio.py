@@ -9,6 +9,13 @@ import yaml
 from ..core.errors import InputError, Location
 
 
+# Bounds on one YAML input: its size on disk, and the number of values it stands for once its aliases are
+# expanded (what validation, templating and masking walk)
+MAX_YAML_BYTES = 4 << 20
+MAX_EXPANDED = 200_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class YMap(dict[str, Any]):
     """A mapping loaded from YAML that remembers where it and each of its keys stand."""
 
@@ -46,20 +53,27 @@ def _make_loader(path: str, base: type[yaml.SafeLoader] = yaml.SafeLoader) -> ty
         pass
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YMap:
+        # YAML's merge keys: `{<<: *base, name: two}` is base with its name replaced; the mapping's own keys
+        # override merged ones (and the first of several merged mappings wins), only its own may not repeat
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         loader.flatten_mapping(node)
+        merged = len(node.value) - own
         result = YMap()
         result.where = Location(path, node.start_mark.line + 1)
         result.key_lines = {}
-        for key_node, value_node in node.value:
+        mine: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
                 raise InputError(f"mapping keys must be strings, not {key!r}", Location(path, line))
             key = str(key)
-            if key in result:
-                raise InputError(
-                    f"duplicate key {key!r} (first at line {result.key_lines[key]})", Location(path, line)
-                )
+            if i >= merged:
+                if key in mine:
+                    raise InputError(
+                        f"duplicate key {key!r} (first at line {result.key_lines[key]})", Location(path, line)
+                    )
+                mine.add(key)
             result[key] = loader.construct_object(value_node, deep=True)
             result.key_lines[key] = line
         return result
@@ -88,7 +102,11 @@ def load_text(text: str, path: str) -> Any:
 def _load(text: str, path: str, base: type[yaml.SafeLoader]) -> Any:
     loader = _make_loader(path, base)(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _bounded(node, path)
+        return loader.construct_document(node)
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
@@ -106,8 +124,51 @@ def _load(text: str, path: str, base: type[yaml.SafeLoader]) -> Any:
         loader.dispose()
 
 
+def _bounded(root: yaml.Node, path: str) -> None:
+    """Refuse a document whose aliases expand it beyond MAX_EXPANDED nodes (an alias bomb: 600 bytes can stand
+    for 9**9 strings, which every later walk of the value would visit) or that refers to itself. The composed
+    graph shares each anchored node, so this walk is linear in the file; LINE is the collection that crossed."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if key in open_:
+            raise InputError("a YAML alias refers to the collection it is in (recursive aliases are refused)",
+                             Location(path, node.start_mark.line + 1))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            open_.add(key)
+            total += sum(size(child) for child in node.value)
+            open_.discard(key)
+        elif isinstance(node, yaml.MappingNode):
+            open_.add(key)
+            total += sum(size(k) + size(v) for k, v in node.value)
+            open_.discard(key)
+        if total > MAX_EXPANDED:
+            raise InputError(f"YAML aliases expand this to more than {MAX_EXPANDED} values; refused (an alias bomb?)",
+                             Location(path, node.start_mark.line + 1))
+        sizes[key] = total
+        return total
+
+    try:
+        size(root)
+    except RecursionError:
+        raise InputError("YAML nested too deeply", Location(path)) from None
+
+
 def load_file(path: Path) -> Any:
-    """Read and parse one YAML file."""
+    """Read and parse one YAML file (refused above MAX_YAML_BYTES, before it is read)."""
+    try:
+        big = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", Location(str(path))) from None
+    if big > MAX_YAML_BYTES:
+        raise InputError(f"{big / (1 << 20):.1f} MiB, more than remediate reads from one YAML file "
+                         f"({MAX_YAML_BYTES >> 20} MiB)", Location(str(path)))
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -16,9 +16,11 @@ from .base import PlanContext, Step
 
 @dataclass(frozen=True)
 class FileStep(Step):
-    """A step that writes files: `backup_dir` (from the host variable of that name) says where backups go."""
+    """A step that writes files: `backup_dir` (from the host variable of that name) says where backups go;
+    `follow_symlinks: true` edits a symbolic link's target in place (by default a link is refused)."""
 
     backup_dir: str = field(default="", kw_only=True)
+    follow_symlinks: bool = field(default=False, kw_only=True)
 
     @classmethod
     def var_defaults(cls, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -27,7 +29,7 @@ class FileStep(Step):
 
     def probe(self, path: str) -> FileProbe:
         """The probe of one file this step reads."""
-        return FileProbe(path, self.backup_dir)
+        return FileProbe(path, self.backup_dir, self.follow_symlinks)
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -58,7 +60,7 @@ def _edit(fact: FileFact, edit: Any, ctx: PlanContext) -> tuple[Action, ...]:
     except textpatch.EditError as exc:
         at = f":{exc.line}" if exc.line else ""
         raise StepError(f"{fact.path}{at}: {exc.message}") from None
-    content = textpatch.encode(new_text, fmt)
+    content = textpatch.encode(new_text, fmt, text)
     if content == fact.data:
         return ()
     check_backup_root(fact, ctx)
@@ -194,13 +196,13 @@ class Template(FileStep):
         rendered = templating.render_file(self.src, ctx.template_path, ctx.vars)
         if fact.exists:
             before, fmt = textpatch.decode(fact.data)
-            content = textpatch.encode(rendered, fmt)
+            content = textpatch.encode(rendered, fmt, before)
         else:
             before, content = "", rendered.encode()
         if fact.exists and content == fact.data:
             return ()
         check_backup_root(fact, ctx)
-        return (WriteFile(self.dest, fact, content, before, rendered, self.mode),)
+        return (WriteFile(fact.path, fact, content, before, rendered, self.mode),)
 
 
 @dataclass(frozen=True)

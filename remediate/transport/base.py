@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +75,17 @@ class Identity:
                 "host_key_fingerprint": self.host_key_fingerprint,
                 "client_key_fingerprint": self.client_key_fingerprint, "identity_file": self.identity_file,
                 **({"via": self.via} if self.via else {})}
+
+
+@dataclass(frozen=True)
+class Held:
+    """A command a transport keeps running on the host with its stdin open (the run lock's holder script):
+    what it printed up to its ready line, whether it is still running, and how to end it (close its stdin)."""
+
+    lines: tuple[str, ...]
+    running: bool
+    error: str
+    release: Callable[[], None]
 
 
 class Transport(Protocol):

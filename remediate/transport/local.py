@@ -18,12 +18,15 @@ if TYPE_CHECKING:
 class LocalTransport:
     """Commands as local subprocesses, argv only (no shell); as another user through `sudo -n`."""
 
-    def __init__(self, name: str, become: Become | None = None, password: str | None = None) -> None:
+    def __init__(self, name: str, become: Become | None = None, password: str | None = None,
+                 command_timeout: float | None = None) -> None:
         self.name = name
         self.become = become
         self._password = password
         self._primed: set[str] = set()
         self._lock = threading.Lock()
+        # the bound on a command that names none (--command-timeout); None: unbounded
+        self.command_timeout = command_timeout
         self._docker: DockerAPI | None = None
 
     def connect(self) -> None:
@@ -56,7 +59,8 @@ class LocalTransport:
         cwd: str | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
-        """Run argv as a subprocess (through sudo when the host is become)."""
+        """Run argv as a subprocess (through sudo when the host is become; a command that cannot be started
+        is a result, as a shell reports it)."""
         return self._run(self.become, argv, stdin=stdin, env=env, cwd=cwd, timeout=timeout)
 
     def _run(self, become: Become | None, argv: Sequence[str], *, stdin: bytes | None, env: Mapping[str, str] | None,
@@ -66,14 +70,17 @@ class LocalTransport:
             # sudo resets the environment and may not chdir: both go into the command, quoted in one place
             argv, env, cwd = ("sudo", "-H", "-n", "-u", become.user, "--", "sh", "-c", shell_command(argv, env, cwd)), None, None
         full_env = {**os.environ, **env} if env else None
+        limit = timeout if timeout is not None else self.command_timeout
         try:
             proc = subprocess.run(
-                list(argv), input=stdin or b"", capture_output=True, env=full_env, cwd=cwd, timeout=timeout
+                list(argv), input=stdin or b"", capture_output=True, env=full_env, cwd=cwd, timeout=limit
             )
         except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(tuple(argv), 124, "", f"timed out after {timeout} s") from exc
+            raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s") from exc
         except FileNotFoundError as exc:
             return CommandResult(tuple(argv), 127, b"", f"{exc.filename}: command not found".encode())
+        except OSError as exc:  # E2BIG (an argument over 128 KiB), EACCES, ENOEXEC: the shell's 126
+            return CommandResult(tuple(argv), 126, b"", f"{argv[0]}: cannot run: {exc.strerror or exc}".encode())
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
     def _prime(self, become: Become) -> None:

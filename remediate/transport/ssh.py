@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CommandFailed, Interrupted, StepError, Unreachable
 from . import sudo
-from .base import Become, CommandResult, Identity, Transport, shell_command
+from .base import Become, CommandResult, Held, Identity, Transport, shell_command
 from .keys import KeyStore, KeyUnusable, Tried, auth_failure, fingerprint_of, strategy
 from .sshconfig import Defaults, Hop, Route, SSHConfig, resolve
 
@@ -385,6 +385,33 @@ class SSHTransport:
         with self._lock:
             return self._start_channel(shell_command(argv), become, time.monotonic() + limit)
 
+    def hold(self, argv: Sequence[str], ready: str) -> Held:
+        """Start argv on a channel of its own with its stdin open, and return once it printed the line `ready`
+        (or ended). Releasing closes its stdin; a controller that dies drops the connection, which ends it too."""
+        chan = self.open_channel(argv, self.options.connect_timeout + 60)
+        chan.settimeout(1.0)
+        deadline = time.monotonic() + self.options.connect_timeout + self.options.command_timeout
+        buf = b""
+        while time.monotonic() < deadline and not self._interrupted.is_set():
+            try:
+                data = chan.recv(4096)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            buf += data
+            lines = buf.decode("utf-8", "replace").split("\n")
+            if ready in lines[:-1]:
+                return Held(tuple(lines[:lines.index(ready) + 1]), True, "", lambda: _end_held(chan))
+        err = b""
+        try:
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+        finally:
+            chan.close()
+        return Held(tuple(buf.decode("utf-8", "replace").splitlines()), False, err.decode("utf-8", "replace"),
+                    lambda: None)
+
     def _channel(self) -> paramiko.Channel:
         import paramiko
 
@@ -712,6 +739,17 @@ class _Shell:
 
     def close(self) -> None:
         self.chan.close()
+
+
+def _end_held(chan: paramiko.Channel) -> None:
+    """Close a held command's stdin, give it a moment to clean up, close the channel."""
+    try:
+        chan.shutdown_write()
+        chan.status_event.wait(10)
+    except (OSError, EOFError):
+        pass
+    finally:
+        chan.close()
 
 
 def unread_to(seen: bytes | bytearray, mark: bytes) -> int:

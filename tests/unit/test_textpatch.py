@@ -46,6 +46,21 @@ def test_mixed_endings_use_the_dominant_one(data: bytes, newline: str) -> None:
     assert fmt.newline == newline and "\r" not in text
 
 
+@pytest.mark.parametrize("data, edit, expected", [
+    # an untouched line keeps its own ending; a new line gets the dominant one
+    (b"A=1\r\nB=2\r\nC=3\nD=4\r\n", {"line": "E=5", "after": "^B="}, b"A=1\r\nB=2\r\nE=5\r\nC=3\nD=4\r\n"),
+    (b"A=1\r\nB=2\r\nC=3\n", {"line": "D=4"}, b"A=1\r\nB=2\r\nC=3\nD=4\r\n"),
+    (b"A=1\nB=2\r\nC=3", {"line": "D=4"}, b"A=1\nB=2\r\nC=3\nD=4"),          # tie: the first ending
+    (b"\n\r\n\n\r\nx\n", {"line": "y", "before": "^x"}, b"\n\r\n\n\r\ny\nx\n"),   # blank lines keep theirs
+    (b"a\r\nB=1\nc\r\n", {"line": "B=2", "regexp": "^B="}, b"a\r\nB=2\r\nc\r\n"),   # a changed line: dominant
+    (b"a\r\nb\nc\r\n", {"line": "b", "state": "absent"}, b"a\r\nc\r\n"),
+])
+def test_mixed_endings_keep_every_untouched_line_as_it_was(data: bytes, edit: dict[str, Any], expected: bytes) -> None:
+    text, fmt = decode(data)
+    assert encode(text, fmt, text) == data
+    assert encode(ensure_line(text, **edit), fmt, text) == expected
+
+
 @pytest.mark.parametrize("data, line", [
     (b"\xff", 1),
     (b"ok\n\xfe\n", 2),
