@@ -60,7 +60,7 @@ unit: $(BIN)/remediate
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: setup
-	bench/run --hosts 1,10,50
+	bench/run --hosts 1,10,50,200 --cap ansible=50
 
 clean:
 	rm -rf $(VENV) .pytest_cache

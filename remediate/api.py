@@ -339,7 +339,7 @@ def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_th
         # one run per host: the same locks as apply's (engine/lock.py)
         locks: list[ControllerLock | HostSideLock] = [ControllerLock(state.locks, host.name)]
         if not host.is_local:
-            locks.append(HostSideLock(transport, host.name, f"{host.address}:{host.port}"))
+            locks.append(HostSideLock(transport, host.name, transport.identity().address))
         taken: list[ControllerLock | HostSideLock] = []
         try:
             for lock in locks:

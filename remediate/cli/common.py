@@ -56,7 +56,7 @@ def output(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> No
 
 def connection(p: argparse.ArgumentParser) -> None:
     """--forks, --connect-timeout, --command-timeout and --accept-new-host-keys: how hosts are reached."""
-    p.add_argument("--forks", type=int, default=10, metavar="N", help="hosts in parallel (default 10)")
+    p.add_argument("--forks", type=int, default=RunOptions.forks, metavar="N", help=f"hosts in parallel (default {RunOptions.forks})")
     p.add_argument("--connect-timeout", default="10", metavar="SECONDS", help="bound on connecting (default 10 s)")
     p.add_argument("--command-timeout", default="900", metavar="SECONDS",
                    help="bound on each command on a host (default 900 s; a step's own timeout wins)")

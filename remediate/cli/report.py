@@ -9,7 +9,7 @@ from typing import Any
 from .. import api
 from ..core.results import ExitCode
 from ..core.state import StateDir
-from ..drift import history, html
+from ..drift import history
 from ..drift.model import PLAYBOOK_PREFIX, playbook_check_name
 from ..inputs import resources
 from .drift import window
@@ -46,6 +46,8 @@ def report_command(args: argparse.Namespace, state: StateDir) -> ExitCode:
         chosen = sets[0].check_set if sets else None
     stored = history.runs(args.env, args.last, state.history, since=since, check_set=chosen) if chosen else ()
     target = Path(args.html)
+    from ..drift import html  # here: the page's module (and Jinja2) weighs on every other command's start
+
     page = html.render(args.env, stored, others=sets, window=said, selection=selection)
     # the page replaces the old one whole or not at all (a browser or a web server may be reading it)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")

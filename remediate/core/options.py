@@ -25,7 +25,7 @@ class RunOptions:
 
     check: bool = False
     diff: bool = False
-    forks: int = 10
+    forks: int = 50  # hosts in parallel: each is a thread waiting on its host, so a fleet of 50 runs at once
     limit: str | None = None
     tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()

@@ -58,7 +58,8 @@ def recap(report: RunReport) -> str:
             f"{s.value}={host.count(s)}"
             for s in (Status.OK, Status.CHANGED, Status.WOULD_CHANGE, Status.FAILED, Status.SKIPPED, Status.PENDING)
         )
-        lines.append(f"{host.host:<{width}}  {host.status.value:<12} {counts}")
+        verified = f"  verified {host.verified_s:.1f} s after start" if host.verified_s is not None else ""
+        lines.append(f"{host.host:<{width}}  {host.status.value:<12} {counts}{verified}")
         for notice in host.notices:
             lines.append(f"{'':<{width}}  note: {notice}")
         if host.message:
@@ -99,6 +100,7 @@ def host_json(host: HostResult) -> dict[str, Any]:
         "status": host.status.value,
         "message": host.message,
         "notices": list(host.notices),
+        "verified_s": None if host.verified_s is None else round(host.verified_s, 1),
         "steps": [step_json(s) for s in host.steps],
     }
 

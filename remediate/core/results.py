@@ -110,6 +110,7 @@ class HostResult:
     steps: tuple[StepResult, ...] = ()
     message: str = ""
     notices: tuple[str, ...] = ()
+    verified_s: float | None = None  # from the host's start to the end of its last verification (all passed)
 
     def count(self, status: Status) -> int:
         """How many steps ended with that status."""

@@ -14,7 +14,7 @@ from ..inputs.inventory import Host
 from ..inputs.playbook import Play
 from ..transport.base import Transport
 from .act import Actor
-from .context import HostContext
+from .context import HostContext, playbook_key
 from .control import Events, Interrupt, NoEvents, Stop
 from .known import HostFacts
 from .lock import Holder, HostSideLock, Locked
@@ -45,6 +45,7 @@ class HostRunner:
     ) -> None:
         self.ctx = HostContext(host, transport, options, run_id, template_path, events or NoEvents(), sleep, clock, audit)
         self.plays = plays
+        self._held: list[Play] = []  # verification plays waiting for later playbooks' fixes (_hold)
         self.stop = Stop(transport)
         self.log = HostLog()
         self._interrupt = interrupt
@@ -82,6 +83,7 @@ class HostRunner:
                 self._host_lock.release()
 
     def _run(self) -> HostResult:
+        began = self.ctx.clock()
         name, log = self.ctx.host.name, self.log
         if self.stop.requested():
             log.interrupted_at = "before this host started"
@@ -94,11 +96,11 @@ class HostRunner:
                 # run lock (a host lock keyed by name would serialise every local inventory's `here` on a machine)
                 self._lock_on_host(self._holder)
             for play in self.plays:
-                played = self.runner.run(play)
-                if played.roll_back:
-                    self._roll_back(play)
-                if not played.go_on:
+                if self._hold(play):
+                    continue
+                if not self._play(play):
                     break
+            self._run_held()
         except Unreachable as exc:
             return HostResult(name, Status.UNREACHABLE, tuple(log.results), str(exc), self._notices())
         except Locked as exc:
@@ -122,12 +124,39 @@ class HostRunner:
             fault = self._interrupt.fault if self._interrupt is not None and not self._interrupt.is_set() else ""
             why = f"stopped {log.interrupted_at}: the run was halted: {fault}" if fault else f"interrupted {log.interrupted_at}"
             message = why + (f"\n{message}" if message else "")
-        return HostResult(name, status, tuple(log.results), message, self._notices())
+        return HostResult(name, status, tuple(log.results), message, self._notices(),
+                          None if status == Status.FAILED or log.verified_at is None else log.verified_at - began)
+
+    def _play(self, play: Play) -> bool:
+        """One play (rolled back if its verification asks for it); whether the host goes on."""
+        played = self.runner.run(play)
+        if played.roll_back:
+            self._roll_back(play)
+        return played.go_on
+
+    def _hold(self, play: Play) -> bool:
+        """Whether a play of verifications waits for the later playbooks' fixes, so that their reloads merge with
+        the ones before it (kept in order, after every play held before it)."""
+        if not _verification(play):
+            return False
+        later = self.plays[self.plays.index(play) + 1:]
+        if self._held or any(not _verification(p) and playbook_key(p) != playbook_key(play) for p in later):
+            self._held.append(play)
+            return True
+        return False
+
+    def _run_held(self) -> None:
+        """The merged reloads still held, then the verification plays that waited for them (not after an interrupt)."""
+        if self.log.interrupted_at or not self.runner.reload_held():
+            return
+        for play in self._held:
+            if not self._play(play):
+                break
 
     def _lock_on_host(self, holder: Holder) -> None:
         """The run lock on the host itself (other controllers); Locked naming the holder."""
         host = self.ctx.host
-        lock = HostSideLock(self.ctx.transport, host.name, f"{host.address}:{host.port}")
+        lock = HostSideLock(self.ctx.transport, host.name, self.ctx.transport.identity().address)
         stale = lock.acquire(holder, self.ctx.options.wait_lock, lambda m: self.ctx.progress("run lock", m))
         self._host_lock = lock
         if stale:
@@ -143,6 +172,7 @@ class HostRunner:
         self.log.notices.append(f"verification failed: rolled back {what} and ran the handlers the files notify")
         for restore in plays:
             self.runner.run(restore)
+        self.runner.reload_held()
 
     def _notices(self) -> tuple[str, ...]:
         return self.ctx.transport.notices() + tuple(self.log.notices)
@@ -159,3 +189,8 @@ class HostRunner:
         except (StepError, Unreachable) as exc:
             return f"audit copy to {where} failed: {exc}"
         return "" if done.ok else f"audit copy to {where} failed: {done.err.strip() or f'exit {done.rc}'}"
+
+
+def _verification(play: Play) -> bool:
+    """A play of verifications only (no handlers): it changes nothing, so it may wait for later plays' fixes."""
+    return bool(play.steps) and not play.handlers and all(s.verify for s in play.steps)

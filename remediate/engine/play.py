@@ -1,5 +1,6 @@
 """One play on one host: its steps in order (as tags select them), then the handlers their changes notified, and
-the reloads an earlier run still owes for the play."""
+the reloads an earlier run still owes for the play. Compose reloads are held for the whole run and merged
+(engine/reloads.py): they run once, before the next verification or when the host's plays end."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,7 +12,12 @@ from ..inputs.playbook import Play, StepSpec
 from .context import HostContext, playbook_key
 from .control import Stop
 from .pending import Owed, PendingReload
+from .reloads import HeldReload, MergedReload, merge, mergeable
 from .step import StepRunner
+
+# Step kinds that run only after the held reloads: a rollback puts rows back once the files restored before
+# them are reloaded (beat must not see a row it dies on before it runs its old scheduler again).
+AFTER_RELOADS = ("restore_rows",)
 
 
 @dataclass
@@ -21,6 +27,7 @@ class HostLog:
     results: list[StepResult] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     interrupted_at: str = ""
+    verified_at: float | None = None  # when the last verification that ran ended (the host's clock)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class PlayRunner:
 
     def __init__(self, ctx: HostContext, steps: StepRunner, owed: Owed, stop: Stop, log: HostLog) -> None:
         self.ctx = ctx
+        self.held: list[HeldReload] = []  # compose reloads notified so far, not run yet (reloads.py)
         self.steps = steps
         self.owed = owed
         self.stop = stop
@@ -58,6 +66,8 @@ class PlayRunner:
         for spec in play.steps:
             if not self._selected(spec, play):
                 continue
+            if (spec.verify or spec.kind in AFTER_RELOADS) and not self.reload_held():
+                return Played(False)
             if self.stop.requested():
                 self.log.interrupted_at = f"before step {spec.name!r}"
                 return Played(False)
@@ -83,6 +93,10 @@ class PlayRunner:
             hits = tuple(n for n in (handler.name, *handler.listen) if n in notified)
             if not hits:
                 continue
+            if mergeable(handler):
+                paths = tuple(dict.fromkeys(p for n in hits for p in notified[n]))
+                self.held.append(HeldReload(handler, play, variables, paths, hits))
+                continue
             if self.stop.requested():
                 self.log.interrupted_at = f"before handler {handler.name!r}"
                 return False
@@ -97,9 +111,38 @@ class PlayRunner:
                 return False
         return True
 
+    def reload_held(self) -> bool:
+        """Run the held compose reloads, merged per project, and settle what each member owed; False to stop."""
+        held, self.held = tuple(self.held), []
+        for reload in merge(held):
+            if self.stop.requested():
+                self.log.interrupted_at = f"before handler {reload.spec.name!r}"
+                return False
+            if len(reload.members) > 1:
+                self.ctx.record("reload", step=reload.spec.name, services=list(reload.spec.args["service"]),
+                                merged=[m.audit_fields() for m in reload.members])
+            if not self._reload(reload):
+                return False
+        return True
+
+    def _reload(self, reload: MergedReload) -> bool:
+        spec, variables = reload.spec, dict(reload.variables)
+        result = replace(self.steps.run(spec, reload.play, variables, reload.paths), handler=True)
+        self._done(spec, result, variables)
+        if result.status != Status.FAILED:
+            for m in reload.members:
+                self.owed.settle(playbook_key(m.play), m.play.name, m.hits)
+        if result.status == Status.FAILED and not spec.ignore_errors:
+            if self.stop.requested():
+                self.log.interrupted_at = f"during handler {spec.name!r}"
+            return False
+        return True
+
     def _done(self, spec: StepSpec, result: StepResult, variables: dict[str, Any]) -> None:
         """Keep the result, tell the live output and the audit trail (verification outcomes included), register it."""
         self.log.results.append(result)
+        if spec.verify and result.status not in (Status.SKIPPED, Status.FAILED):
+            self.log.verified_at = self.ctx.clock()
         self.ctx.events.step_done(self.ctx.host.name, result)
         self.ctx.record(
             "step", step=result.name, kind=result.kind, where=str(result.where), status=result.status.value,

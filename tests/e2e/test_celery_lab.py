@@ -124,7 +124,8 @@ def test_diagnose_check_apply_diagnose_apply_again(versions: Versions, tmp_path:
     assert f"--- lab:{stack.dir / SETTINGS}" in check.stdout
     assert f"+CELERY_BEAT_SCHEDULER = '{SCHEDULER}'" in check.stdout
     assert "+        import apps.audit.integrity_tasks" in check.stdout
-    assert re.search(r"celery_beat: rebuild via backend \(backend/edms/settings/base\.py is in build context "
+    # both playbooks' reloads merged into one: one build, one recreate per service
+    assert re.search(r"celery_worker, celery_beat: rebuild via backend \([^)]*backend/edms/settings/base\.py[^)]* in build context "
                      r"\./backend, not mounted", check.stdout), check.stdout
     row = f"PeriodicTask {FEB31!r}: enabled true -> false ({what_beat_does(stack)})"
     if dies:
@@ -170,8 +171,20 @@ def test_diagnose_check_apply_diagnose_apply_again(versions: Versions, tmp_path:
     else:
         assert steps[DISABLE_STEP]["status"] == "skipped" and enabled(stack, FEB31), "a row this beat skips was changed"
         assert len(warnings) == 1 and warnings[0].startswith(f"WARNING: celery {pins['celery']} / django-celery-beat")
+    # both imported playbooks' reloads ran once, merged: one build of the image, one recreate per service
+    host_doc = json.loads(applied.stdout)["hosts"]["lab"]
+    handlers = [s for s in host_doc["steps"] if s["handler"]]
+    assert [h["name"] for h in handlers] == ["reload worker + reload beat"], handlers
+    commands = [c for a in handlers[0]["actions"] for c in a.split(": ", 2)[-1].split("; ")]
+    assert [c for c in commands if " build " in c] == [c for c in commands if c.endswith(" build backend")], commands
+    assert len([c for c in commands if " build " in c]) == 1, commands
+    recreated = [w for c in commands if "--force-recreate" in c for w in c.split("--force-recreate")[1].split()]
+    assert sorted(recreated) == ["celery_beat", "celery_worker"], commands
+    assert host_doc["verified_s"] is not None and host_doc["verified_s"] > 0, host_doc["verified_s"]
     run_id = json.loads(applied.stdout)["run_id"]
     shown = remediate("audit", "show", run_id).stdout
+    merged = next(line for line in shown.splitlines() if "reload: " in line)
+    assert all(x in merged for x in ('"reload worker"', '"reload beat"', APPS, SETTINGS)), merged
     if dies:
         # written to the trail before it was made, with the row's before and after
         intent = shown.index(f"intent [{DISABLE_STEP}] PeriodicTask {FEB31!r}: enabled true -> false")

@@ -9,6 +9,7 @@ A file of its own so that a parallel worker runs it beside test_lab.py (each flo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ def test_seed_flow_on_the_cookiecutter_layout(tmp_path: Path, sshd: Sshd, lab_fa
     assert f"+CELERY_BEAT_SCHEDULER = '{SCHEDULER}'" in check.stdout
     assert f"--- lab:{stack.dir / base}" not in check.stdout, "the fix goes where beat loads it, not to base.py"
     assert f"--- lab:{stack.dir / apps}" in check.stdout and "+        import apps.audit.integrity_tasks" in check.stdout
-    assert "celery_beat: rebuild via backend (backend/config/settings/production.py is in build context ./backend" in check.stdout
+    assert re.search(r"celery_worker, celery_beat: rebuild via backend \([^)]*backend/config/settings/production\.py[^)]* "
+                     r"in build context \./backend", check.stdout), check.stdout
     now = {p.relative_to(stack.dir): p.read_bytes() for p in stack.dir.rglob("*") if p.is_file()}
     assert now == tree and _containers(stack) == before, "check mode touched the stack"
 
