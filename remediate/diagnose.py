@@ -14,7 +14,9 @@ from typing import Any
 
 from .celery import commands
 from .celery.health import TaskHealth, assess
-from .celery.schedules import iso
+from .celery.schedules import iso, parse_time
+from .celery.state_faults import (Evidence, future_rows, migrations_evidence, result_backend_evidence, timezone_evidence,
+                                  unseen_evidence, unseen_rows)
 from .celery.tasks import find_unimported_task_modules, unregistered
 from .core.audit import RunAudit
 from .core.results import ExitCode
@@ -307,25 +309,51 @@ def _worker_not_consuming(facts: CeleryFacts) -> tuple[Finding, ...]:
                      *(f"messages waiting in {x!r}: {q.lengths.get(x)}" for x in stuck))),)
 
 
-# catalogue2's faults (issue 16 items 3-6): judged in their own functions, filled in on that branch
+# catalogue2's faults (issue 16 items 3-6): the pure evidence is celery/state_faults.py's
+def _finding(code: str, seen: Evidence | None) -> tuple[Finding, ...]:
+    return () if seen is None else (Finding(Severity.PROBLEM, code, seen.message, seen.evidence),)
+
+
 def _timezone(facts: CeleryFacts) -> tuple[Finding, ...]:
-    """TIME_ZONE / USE_TZ / CELERY_TIMEZONE disagree and last runs read in the future."""
-    return ()
+    """TIME_ZONE / USE_TZ / DJANGO_CELERY_BEAT_TZ_AWARE make beat read its last runs in the future."""
+    state = facts.state
+    if state is None or not state.settings:
+        return ()
+    return _finding("timezone", timezone_evidence(state.settings, state.app, state.doc.get("periodic_tasks") or (),
+                                                  state.now))
 
 
 def _unseen_change(facts: CeleryFacts) -> tuple[Finding, ...]:
     """An enabled row beat never loaded: PeriodicTasks.last_update was not bumped."""
-    return ()
+    state, events = facts.state, facts.beat_events
+    if state is None or events is None or state.now is None or facts.banner is None or "DatabaseScheduler" not in facts.banner:
+        return ()
+    probe = facts.probe
+    schedulable = frozenset(v.name for v in probe.rows if v.outcome == "ok") if probe is not None else None
+    tick = timedelta(seconds=probe.max_interval or 5) if probe is not None and probe.max_interval else timedelta(seconds=5)
+    last_update = parse_time(state.doc.get("periodic_tasks_last_update"))
+    ahead = frozenset(name for name, _, _ in future_rows(state.doc.get("periodic_tasks") or (), state.now))
+    rows = unseen_rows(state.tasks, events, state.now, facts.beat_started, schedulable, last_update, tick, ahead)
+    return _finding("unseen_change", unseen_evidence(rows, last_update))
 
 
 def _migrations(facts: CeleryFacts) -> tuple[Finding, ...]:
     """django_celery_beat / django_celery_results migrations not applied."""
-    return ()
+    state = facts.state
+    if state is None:
+        return ()
+    beat = [c.describe() for c in (facts.services or {}).get(facts.beat, ()) if not c.running]
+    return _finding("migrations", migrations_evidence(state.doc.get("migrations"), "; ".join(beat),
+                                                      facts.beat_log))
 
 
 def _result_backend(facts: CeleryFacts) -> tuple[Finding, ...]:
-    """The result backend is not django-db: TaskResult stays empty."""
-    return ()
+    """The result backend is not django-db while django_celery_results is installed: TaskResult stays empty."""
+    state = facts.state
+    if state is None or not state.settings:
+        return ()
+    return _finding("result_backend", result_backend_evidence(state.settings, state.app, state.doc.get("installed") or {},
+                                                              state.task_results))
 
 
 FAULTS: tuple[Fault, ...] = (

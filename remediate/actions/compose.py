@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..core.errors import StepError
+from ..celery.schedules import iso
 from ..core.results import CommandOutput
 from ..facts import compose as cf
 from ..facts import containers as fc
@@ -167,9 +168,10 @@ class LogsAction(Action):
     expect: str
     timeout: float
     interval: float
+    after: datetime | None = None  # only lines after this time (when later than the container's start)
 
     def describe(self) -> str:
-        return f"{self.service} log since start matches /{self.expect}/"
+        return f"{self.service} log since {'start' if self.after is None else iso(self.after)} matches /{self.expect}/"
 
     def execute(self, ctx: ExecContext) -> Outcome:
         pattern = re.compile(self.expect)
@@ -178,7 +180,7 @@ class LogsAction(Action):
         while True:
             c = fc.newest_running(fc.gather_containers(ctx.transport, self.project_name, self.service))
             if c is not None:
-                text = fc.logs_since(ctx.transport, c)
+                text = fc.logs_since(ctx.transport, c, self.after)
                 match = pattern.search(text)
                 if match:
                     line = text[text.rfind("\n", 0, match.start()) + 1: text.find("\n", match.end()) % (len(text) + 1)]

@@ -47,6 +47,10 @@ def assess(tasks: Sequence[Task], now: datetime, beat_started: datetime | None, 
             out.append(TaskHealth(t, "ok", None, nd, "not due yet"))
         elif t.last_run_at is not None and t.last_run_at >= ld - timedelta(seconds=1):
             out.append(TaskHealth(t, "ok", ld, nd, f"last run {iso(t.last_run_at)}"))
+        elif t.last_result_at is not None and t.last_result_at >= ld - timedelta(seconds=1):
+            # the worker finished the row's run; beat saves last_run_at at its next database sync
+            out.append(TaskHealth(t, "ok", ld, nd, f"last run {iso(t.last_result_at)} (its TaskResult; "
+                                                   "last_run_at is saved at beat's next sync)"))
         elif beat_started is not None and ld < beat_started:
             out.append(TaskHealth(t, "pending", ld, nd, f"last due {iso(ld)} before beat started {iso(beat_started)}"))
         elif t.last_run_at is None:

@@ -28,6 +28,13 @@ class Task:
     last_run_at: datetime | None
     total_run_count: int
     one_off: bool = False
+    last_result_at: datetime | None = None  # the newest TaskResult naming this row (before beat's sync saves last_run_at)
+
+    @property
+    def ran_at(self) -> datetime | None:
+        """The latest run known: last_run_at, or a TaskResult of the row's own run that is newer."""
+        times = [t for t in (self.last_run_at, self.last_result_at) if t is not None]
+        return max(times) if times else None
 
     @property
     def schedule_words(self) -> str:
@@ -63,7 +70,7 @@ def parse_tasks(rows: Iterable[Mapping[str, Any]]) -> tuple[Task, ...]:
             name=row["name"], task=row["task"], enabled=bool(row.get("enabled")), cron=expr,
             tz=str((cron or {}).get("timezone") or "UTC"), every=every,
             last_run_at=parse_time(row.get("last_run_at")), total_run_count=int(row.get("total_run_count") or 0),
-            one_off=bool(row.get("one_off")),
+            one_off=bool(row.get("one_off")), last_result_at=parse_time(row.get("last_result_at")),
         ))
     return tuple(out)
 

@@ -12,12 +12,13 @@ import posixpath
 import re
 import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ..celery.beat import DATABASE_SCHEDULER, BeatProbe, parse_beat_probe
 from ..celery.schedules import Task, parse_time, parse_tasks
+from ..celery.state_faults import BeatEvents, parse_beat_events
 from ..core.errors import RemediateError, StepError, Unreachable
 from ..inputs import resources, templating
 from ..transport.base import CommandResult, Transport
@@ -50,6 +51,7 @@ class CeleryState:
     tasks: tuple[Task, ...]
     task_results: Mapping[str, Any] | None
     now: datetime | None
+    doc: Mapping[str, Any] = field(default_factory=dict)  # the whole answer (the catalogue's faults read it)
 
     @property
     def code_schedule(self) -> Mapping[str, Any]:
@@ -57,10 +59,14 @@ class CeleryState:
         schedule = self.app.get("beat_schedule")
         return schedule if isinstance(schedule, Mapping) else {}
 
-    def results_since(self, task: str) -> int | None:
-        """TaskResult rows of a task since the query's REMEDIATE_SINCE, when the django-db backend keeps them."""
+    def results_since(self, task: str, any_backend: bool = False) -> int | None:
+        """TaskResult rows of a task since the query's REMEDIATE_SINCE, when the django-db backend keeps them (or,
+        `any_backend`, whenever the table is there: a row shows a worker ran the task, whatever this container's
+        own app.conf says)."""
         results = self.task_results or {}
-        if not results.get("available") or not str(self.app.get("result_backend", "")).startswith("django-db"):
+        if not results.get("available"):
+            return None
+        if not any_backend and not str(self.app.get("result_backend", "")).startswith("django-db"):
             return None
         return int((results.get("since") or {}).get(task, 0))
 
@@ -70,7 +76,7 @@ def parse_state(doc: Mapping[str, Any]) -> CeleryState:
     app = doc.get("app")
     return CeleryState(doc.get("settings"), doc.get("settings_module"), doc.get("settings_file"),
                        app if isinstance(app, Mapping) else {}, parse_tasks(doc.get("periodic_tasks") or []),
-                       doc.get("task_results"), parse_time(doc.get("now")))
+                       doc.get("task_results"), parse_time(doc.get("now")), doc)
 
 
 def state_query(compose: cf.Compose, project: cf.Project, service: str, app: str, variables: Mapping[str, Any],
@@ -118,6 +124,13 @@ def parse_registered(stdout: str) -> set[str] | None:
                     names.add(str(entry).split(" ")[0])
             return names
     return None
+
+
+def beat_log_stamped(transport: Transport, container: fc.Container) -> str:
+    """Beat's log lines about its schedule since its container started, with the engine's UTC timestamps."""
+    text = fc.logs_since(transport, container, timestamps=True)
+    return "\n".join(line for line in text.splitlines()
+                     if "beat: Starting" in line or "Schedule changed" in line or "Sending due task" in line)
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,7 @@ class CeleryFacts:
     beat_log: str = ""
     queues: QueueFacts | None = None
     queues_warning: str = ""  # why the queue query gave no answer
+    beat_events: BeatEvents | None = None  # what beat's log since its start says of its schedule (when it runs)
     error: str = ""
     unreachable: bool = False
 
@@ -283,6 +297,8 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
             found = BANNER.findall(fc.logs_since(transport, newest))
             banner = found[-1] if found else None
         seen = CeleryFacts(beat, worker, services, command, started, banner, model=model)
+        if running:
+            seen = _with(seen, beat_events=parse_beat_events(beat_log_stamped(transport, newest)))
         if beat in model.services and any(c.restart_count or not c.running or c.status == "restarting"
                                            for c in services.get(beat, ())):
             newest_beat = max(services[beat], key=lambda c: c.started_at or everything.now)

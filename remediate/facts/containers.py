@@ -122,9 +122,11 @@ def image_id(transport: Transport, ref: str) -> str | None:
     return str(doc["Id"]) if doc is not None else None
 
 
-def logs_since(transport: Transport, c: Container) -> str:
-    """A container's log (stdout and stderr) since it started: what this run of its process said."""
-    return transport.docker().logs(c.id, since=c.started_at)
+def logs_since(transport: Transport, c: Container, after: datetime | None = None, timestamps: bool = False) -> str:
+    """A container's log (stdout and stderr) since it started (or since `after`, when later): what this run of its
+    process said; with `timestamps`, each line starts with the engine's RFC 3339 UTC time."""
+    since = c.started_at if after is None or (c.started_at is not None and c.started_at >= after) else after
+    return transport.docker().logs(c.id, since=since, timestamps=timestamps)
 
 
 def tail(transport: Transport, c: Container, lines: int = 20) -> str:

@@ -12,6 +12,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..celery import state_faults
 from ..celery.beat import OUTCOMES, beat_verdicts
 from ..core.errors import InputError, Location
 
@@ -125,6 +126,12 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
     env.filters["to_json"] = _to_json
     env.filters["quote"] = _shell_quote
     env.filters["celery_beat_verdicts"] = _celery_beat_verdicts
+    # the catalogue's faults read from the state query (celery/state_faults.py): what the playbooks act on
+    env.filters["celery_unseen_rows"] = state_faults.unseen_rows_doc
+    env.filters["celery_timezone_rewrites"] = state_faults.timezone_rewrites
+    env.filters["celery_timezone_unexplained"] = state_faults.timezone_unexplained
+    env.tests["celery_timezone_misread"] = state_faults.timezone_misread
+    env.filters["celery_crontab_zones_differ"] = state_faults.crontab_zones_differ
     # Ansible's regex tests, which playbook authors expect: `x is match('^-S')`, `select('search', 'beat')`
     env.tests["match"] = _regex_test(re.match)
     env.tests["search"] = _regex_test(re.search)

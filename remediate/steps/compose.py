@@ -6,6 +6,7 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from ..actions.base import Action
@@ -219,7 +220,8 @@ def exec_action(
 
 @dataclass(frozen=True)
 class ComposeLogs(ComposeStep):
-    """Verify a service's log since its current container started matches a regex (polled until `timeout`).
+    """Verify a service's log since its current container started matches a regex (polled until `timeout`);
+    `since` (an ISO time, e.g. a query's `now` registered before a change) looks only at lines after it.
 
     ```yaml
     - name: beat uses the database scheduler
@@ -235,6 +237,7 @@ class ComposeLogs(ComposeStep):
     expect: str
     timeout: float = 60.0
     interval: float = 2.0
+    since: str = ""
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
@@ -243,7 +246,15 @@ class ComposeLogs(ComposeStep):
             re.compile(self.expect)
         except re.error as exc:
             raise StepError(f"expect: invalid regex {self.expect!r}: {exc}") from None
-        return (LogsAction(f.model.name, self.service, self.expect, self.timeout, self.interval),)
+        after = None
+        if self.since:
+            try:
+                after = datetime.fromisoformat(self.since)
+            except ValueError:
+                raise StepError(f"since: not an ISO time: {self.since!r}") from None
+            if after.tzinfo is None:
+                after = after.replace(tzinfo=timezone.utc)
+        return (LogsAction(f.model.name, self.service, self.expect, self.timeout, self.interval, after),)
 
 
 @dataclass(frozen=True)

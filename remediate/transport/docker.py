@@ -170,10 +170,11 @@ class DockerAPI:
                 return None
         return doc
 
-    def logs(self, cid: str, since: datetime | None = None, tail: int | None = None) -> str:
-        """What a container wrote on stdout and stderr, as the engine keeps it: since a moment, or the last lines."""
+    def logs(self, cid: str, since: datetime | None = None, tail: int | None = None, timestamps: bool = False) -> str:
+        """What a container wrote on stdout and stderr, as the engine keeps it: since a moment, or the last lines
+        (with `timestamps`, each line prefixed by the engine's RFC 3339 UTC time)."""
         api = self._api()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"timestamps": True} if timestamps else {}
         if since is not None:
             # seconds with microseconds: docker-py turns a datetime into whole seconds, which would bring back
             # what the container's previous process wrote in the second it restarted
