@@ -116,7 +116,10 @@ class FaultLab:
         check = self.cli("apply", "lab", "-p", playbook, "--check", "--diff")
         assert check.returncode == 2, check.stdout[-3000:] + check.stderr[-2000:]
         assert "| would_change |" in check.stdout
-        assert project_digest(self.stack) == before and untouched(running, containers(self.stack)), "check mode changed the lab"
+        after = project_digest(self.stack)
+        assert after == before, f"check mode changed the project: {sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))}"
+        now = containers(self.stack)
+        assert untouched(running, now), f"check mode restarted or recreated a container: {running} -> {now}"
         seen.check = check.stdout
         t = seen.took("check", t)
 

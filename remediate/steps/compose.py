@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -201,12 +201,14 @@ class ComposeExec(ComposeStep):
     user: str | None = None
     read_only: bool = False
     timeout: float | None = 300.0
+    decided: bool = False  # its `when:`/`loop:` decided it must run: check mode shows it as would_change, not run
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
         f.model.service(self.service)
-        return (exec_action(f.compose, self.project(), self.service, self.argv, self.env, self.stdin,
-                            self.user, self.read_only, self.timeout),)
+        action = exec_action(f.compose, self.project(), self.service, self.argv, self.env, self.stdin,
+                             self.user, self.read_only, self.timeout)
+        return (replace(action, decided=self.decided and not self.read_only),)
 
 
 def exec_action(

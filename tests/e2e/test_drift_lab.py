@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from remediate.diagnose import FAULTS
 from tests import lab
 from tests.conftest import Sshd, remediate, running_lab
 from tests.e2e.test_drift_report import dom, screenshot
@@ -20,6 +21,9 @@ PLAYBOOK_CHECKS = ("lab/playbook:celery-beat-database-scheduler", "lab/playbook:
 # beat has to have run longer than a task's window (sync lag 3 min + grace 1 min after its due time) before
 # a task it never ran counts as never-run rather than pending; the shared stack may have just started
 NEVER_RUN_WAIT = 8 * 60
+# the checks drift runs on the lab: the seeds' six (their two playbooks and four health checks), and per catalogue
+# fault its playbook (site.yml imports each) and its health check
+CHECKS = 6 + 2 * len(FAULTS)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,7 @@ def test_drift_on_the_broken_lab_names_both_faults_and_the_never_run_tasks(
     validate(junit.stdout)  # the Jenkins xunit plugin's junit-10.xsd
 
     xml = JUnitXml.fromfile(str(tmp_path / "drift.xml"))
-    assert xml.tests == 6 and xml.failures >= 5 and xml.errors == 0
+    assert xml.tests == CHECKS and xml.failures >= 5 and xml.errors == 0
 
 
 def test_fix_repairs_the_broken_lab_and_the_next_drift_is_clean(
@@ -110,7 +114,7 @@ def test_fix_repairs_the_broken_lab_and_the_next_drift_is_clean(
     root, lines, loads = dom(tmp_path, page)
     assert loads == []
     (row,) = root.by_id("fleet").all("tbody")[0].all("tr")
-    assert [td.text() for td in row.all("td", "cell")] == ["✓"] * 6 and row.all("td", "state")[0].text() == "clean"
+    assert [td.text() for td in row.all("td", "cell")] == ["✓"] * CHECKS and row.all("td", "state")[0].text() == "clean"
     assert [a.text() for a in row.all("a", "s")] == ["✗", "✓", "✓"]  # drift, then clean after --fix, clean again
     assert root.by_id("count-clean").text().startswith("1 clean")
     assert len(root.by_id("panel-drift").all("rect")) == 3
