@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -185,18 +186,10 @@ def render_string(text: str, variables: Mapping[str, Any], where: Location, what
     if not is_template(text):
         return text
     stripped = text.strip()
-    try:
+    with _translated(what, where, "template"):
         if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
             return _defined(_call(_expression(stripped[2:-2].strip()), variables))
         return _render(_template(text), variables)
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{what}: template syntax error: {exc.message}", where) from None
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"{what}: {exc}", where) from None
-    except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
-        raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
 
 
 def render_value(value: Any, variables: Mapping[str, Any], where: Location, what: str) -> Any:
@@ -215,12 +208,19 @@ def evaluate(expression: str, variables: Mapping[str, Any], where: Location, wha
     text = expression.strip()
     if text.startswith("{{") and text.endswith("}}"):
         text = text[2:-2].strip()
-    try:
+    with _translated(what, where, "expression"):
         return _defined(_call(_expression(text), variables))
+
+
+@contextmanager
+def _translated(what: str, where: Location, kind: str) -> Iterator[None]:
+    """Jinja2's errors, and any error a value raises inside it, as one TemplateError naming `what` and `where`."""
+    try:
+        yield
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{what}: expression syntax error: {exc.message}", where) from None
+        raise TemplateError(f"{what}: {kind} syntax error: {exc.message}", where) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: {exc}", where) from None
     except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
