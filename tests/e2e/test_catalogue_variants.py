@@ -90,7 +90,8 @@ def test_a_pidfile_holding_beats_own_pid_is_removed_on_the_current_set(fault_lab
 def test_beat_under_init_refuses_a_pidfile_holding_pid_1_on_the_current_set(fault_lab: FaultLab) -> None:
     seen = fault_lab.flow("beat-pidfile-init", "celery-beat-pidfile", finding="beat_pidfile")
     finding = next(f for f in seen.broken["hosts"]["lab"]["problems"] if f["code"] == "beat_pidfile")
-    assert any("exit code 73" in e for e in finding["evidence"]), finding
+    # docker shows the container restarting (exit code 73) or running for a moment between attempts
+    assert any("exit code 73" in e or "between restart attempts" in e for e in finding["evidence"]), finding
     assert f"Pidfile ({PIDFILE}) already exists" in finding["evidence"], finding
     assert f'-    command: ["celery", "-A", "edms", "beat", "-l", "info", "--pidfile", "{PIDFILE}"]' in seen.check
     # beat runs without a pidfile, under init as the user set it
