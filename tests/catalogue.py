@@ -38,20 +38,21 @@ def containers(stack: lab.LabStack) -> dict[str, str]:
     ids = stack.compose("ps", "-a", "-q").stdout.split()
     if not ids:
         return {}
-    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}}", *ids],
+    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}} {{.State.Status}}", *ids],
                             capture_output=True, text=True, check=True)
     return {line.split()[0]: line for line in result.stdout.splitlines()}
 
 
 def untouched(before: dict[str, str], after: dict[str, str]) -> bool:
     """The same containers, none restarted or recreated by a command (docker's own restart policy restarting
-    one counts its RestartCount up: its start time may move)."""
+    one counts its RestartCount up: its start time may move; docker counts a restart when it schedules it, so
+    a container that was waiting out its restart delay may start again with the same count)."""
     if before.keys() != after.keys():
         return False
     for name, line in before.items():
-        _, cid, count, started = line.split()
-        _, cid2, count2, started2 = after[name].split()
-        if cid != cid2 or (count == count2 and started != started2):
+        _, cid, count, started, status = line.split()
+        _, cid2, count2, started2, _ = after[name].split()
+        if cid != cid2 or (count == count2 and started != started2 and status != "restarting"):
             return False
     return True
 
