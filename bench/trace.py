@@ -26,7 +26,9 @@ _lock = threading.Lock()
 
 
 def wrap(cls: Any, name: str, label: Callable[[tuple[Any, ...]], str]) -> None:
-    orig = getattr(cls, name)
+    orig = getattr(cls, name, None)
+    if orig is None:  # an older tree (bench/run profile of a base commit)
+        return
 
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
