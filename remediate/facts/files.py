@@ -30,7 +30,13 @@ _ROOT = r"""
 resolve_root() {
   root=$1
   if [ -z "$root" ]; then
-    if [ "$(id -u)" = 0 ]; then root=/var/lib/remediate/backups; else root=${HOME:?}/.local/state/remediate/backups; fi
+    # the effective uid from the shell's own /proc entry, read by builtins (no process); `id -u` without /proc
+    uid=
+    if [ -r /proc/self/status ]; then
+      while read -r k _ e _; do if [ "$k" = Uid: ]; then uid=$e; break; fi; done < /proc/self/status
+    fi
+    [ -n "$uid" ] || uid=$(id -u)
+    if [ "$uid" = 0 ]; then root=/var/lib/remediate/backups; else root=${HOME:?}/.local/state/remediate/backups; fi
   fi
   case $root in "~") root=$HOME;; "~/"*) root=$HOME/${root#"~/"};; esac
   case $root in /*) ;; *) echo "remediate: backup_dir $root is not an absolute path" >&2; exit 64;; esac
@@ -40,7 +46,7 @@ resolve_root() {
 # the same, for scripts elsewhere (the run lock's holder lives in the backup root too)
 ROOT_SCRIPT = _ROOT
 
-# One round trip: the backup root and a NUL, a header line (mode uid gid, MISSING, or TOOBIG size for a file
+# One round trip, three processes (sh, stat, cat): the backup root and a NUL, a header line (mode uid gid, MISSING, or TOOBIG size for a file
 # above $3 bytes, whose content is not sent), then the raw bytes. A symbolic link is `LINK TARGET` (its
 # canonical target) and nothing more; with $4 = 1 it is followed: `VIA TARGET`, then the target as above.
 _READ = _ROOT + r"""
@@ -54,9 +60,10 @@ if [ -L "$1" ]; then
 fi
 if [ -e "$1" ]; then
   [ -f "$1" ] || { echo "remediate: $1 is not a regular file" >&2; exit 66; }
-  size=$(stat -c %s -- "$1")
+  meta=$(stat -c '%s %a %u %g' -- "$1") || exit 66
+  size=${meta%% *}
   if [ "$size" -gt "$3" ]; then echo "TOOBIG $size"; exit 0; fi
-  stat -c '%a %u %g' -- "$1" && cat -- "$1"
+  printf '%s\n' "${meta#* }" && cat -- "$1"
 else
   echo MISSING
 fi
