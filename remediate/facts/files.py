@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import secrets
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -129,13 +130,16 @@ sums() {
 }
 command -v flock >/dev/null 2>&1 || {
   drain; say "flock (util-linux) is not installed on the host; it is needed to lock $dir while $f is replaced; left as it is"; exit 69; }
-if [ ! -d "$root/.staging" ] && ! err=$(mkdir -p -- "$root/.staging" 2>&1); then
-  drain; say "cannot create $root/.staging (backup_dir): $err; $f left as it is"; exit 73
-fi
+# the staging directory (its name from the controller: random, never reused) and the directories of the
+# backup, in one mkdir (those it made are removed again unless the write goes through); a second change in
+# the same run keeps the original's backup
+[ -e "$backup" ] || made=$backup
 sweep_staging
-if ! sd=$(mktemp -d "$root/.staging/w.XXXXXX" 2>&1); then
-  err=$sd sd=; drain; say "cannot create a staging directory in $root/.staging: $err; $f left as it is"; exit 73
+case $token in *[!0-9a-f]*|"") drain; say "bad staging token $token"; exit 64;; esac
+if ! err=$(mkdir -p -- "$root/.staging/w.$token" ${made:+"${backup%/*}"} 2>&1); then
+  drain; say "cannot create a staging directory in $root/.staging or the directory of $backup (backup_dir): $err; $f left as it is"; exit 73
 fi
+sd=$root/.staging/w.$token
 exec 8<"$sd"
 flock -n 8
 lock_dir() {
@@ -167,9 +171,7 @@ cas_back_up() {
     if [ -n "${1:-}" ]; then sync -- "$sd/$1" 2>/dev/null || sync; fi
     return 0
   fi
-  made=$backup
-  if ! err=$( { [ -d "${backup%/*}" ] || mkdir -p -- "${backup%/*}"; } 2>&1 &&
-              install -m 600 -- "$f" "$sd/backup" 2>&1 ); then
+  if ! err=$(install -m 600 -- "$f" "$sd/backup" 2>&1); then
     say "cannot back $f up to $backup: $err; $f left as it is"; exit 73
   fi
   sums ${1:+"$1"} backup
@@ -187,12 +189,12 @@ cas_back_up() {
 }
 """
 
-# Args: f expected backup mode new_sha256 root owner wait; the new content on stdin. Staged in the staging
+# Args: f expected backup mode new_sha256 root owner wait token; the new content on stdin. Staged in the staging
 # directory, mode and owner copied from the target; then under the directory's lock: the staged content checked
 # against its sha256 (a damaged transfer never lands), compare-and-swap, backup, fsync, rename. Exit 75 =
 # conflict, 74 = damaged transfer, 73 = cannot stage, back up or lock, 69 = no flock.
 _WRITE = r"""
-f=$1 expected=$2 backup=$3 mode=$4 new=$5 root=$6 owner=$7 wait=$8 has_stdin=1
+f=$1 expected=$2 backup=$3 mode=$4 new=$5 root=$6 owner=$7 wait=$8 token=$9 has_stdin=1
 """ + _COMMON + r"""
 check_new() { [ "$1" = "$new" ] || { say "$f: the new content arrived damaged; left as it is"; exit 74; }; }
 if ! cat > "$sd/new"; then drain; say "cannot stage the new content of $f in $sd; left as it is"; exit 73; fi
@@ -205,7 +207,7 @@ else
 fi
 # through the target's own directory, for the final copy and rename only (ROOT is on another mount)
 beside() {
-  tmp=$dir/.remediate.${sd##*.}
+  tmp=$dir/.remediate.${token%??????????}  # six characters: what the sweep under the lock knows
   printf '%s\n' "$tmp" > "$sd/project-temp"
   if ! err=$( { set -C; cat -- "$sd/new" > "$tmp"; } 2>&1 ); then say "cannot write $tmp: $err; $f left as it is"; exit 73; fi
   cp --attributes-only --preserve=mode,ownership -- "$sd/new" "$tmp" 2>/dev/null || chmod --reference="$sd/new" -- "$tmp"
@@ -241,9 +243,9 @@ made=
 sync -- "$dir" 2>/dev/null || true
 """
 
-# Args: f expected backup root wait. Compare-and-swap removal: the file is backed up, then unlinked.
+# Args: f expected backup root wait token. Compare-and-swap removal: the file is backed up, then unlinked.
 _REMOVE = r"""
-f=$1 expected=$2 backup=$3 root=$4 wait=$5 has_stdin=0
+f=$1 expected=$2 backup=$3 root=$4 wait=$5 token=$6 has_stdin=0
 """ + _COMMON + r"""
 lock_dir
 [ -e "$f" ] || { [ "$expected" = absent ] && exit 0; conflict; }
@@ -332,7 +334,8 @@ def write_file(transport: Transport, path: str, data: bytes, expected_sha256: st
     Returns the stale staging files of killed runs that it removed on the way.
     """
     new_sha256 = hashlib.sha256(data).hexdigest()
-    argv = ["sh", "-c", _WRITE, "sh", path, expected_sha256, backup, mode, new_sha256, root, owner, str(wait)]
+    argv = ["sh", "-c", _WRITE, "sh", path, expected_sha256, backup, mode, new_sha256, root, owner, str(wait),
+            secrets.token_hex(8)]
     result = transport.run(argv, stdin=data)
     if result.rc == 75:
         raise WriteConflict(result.err.strip())
@@ -344,7 +347,8 @@ def write_file(transport: Transport, path: str, data: bytes, expected_sha256: st
 def remove_file(transport: Transport, path: str, expected_sha256: str, backup: str,
                 *, root: str, wait: int = LOCK_WAIT) -> tuple[str, ...]:
     """Back path up to backup and remove it, if it still has the expected hash; returns what it swept."""
-    result = transport.run(["sh", "-c", _REMOVE, "sh", path, expected_sha256, backup, root, str(wait)])
+    result = transport.run(["sh", "-c", _REMOVE, "sh", path, expected_sha256, backup, root, str(wait),
+                            secrets.token_hex(8)])
     if result.rc == 75:
         raise WriteConflict(result.err.strip())
     if result.rc != 0:

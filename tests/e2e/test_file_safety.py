@@ -163,7 +163,8 @@ def test_content_that_arrives_damaged_is_never_written(project: Path, backups: P
     expected = hashlib.sha256(b"original\n").hexdigest()
     promised = hashlib.sha256(b"new content\n").hexdigest()
     backup = backup_path(str(backups), RUN, str(path))
-    result = transport.run(["sh", "-c", _WRITE, "sh", str(path), expected, backup, "644", promised, str(backups), "", "5"],
+    result = transport.run(["sh", "-c", _WRITE, "sh", str(path), expected, backup, "644", promised, str(backups), "", "5",
+                            "0123456789abcdef"],
                            stdin=b"new cont")  # cut short
     assert result.rc == 74 and "arrived damaged" in result.err
     assert path.read_bytes() == b"original\n"
