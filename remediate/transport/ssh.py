@@ -315,6 +315,8 @@ class SSHTransport:
         self._connect_as(self.become)
 
     def _connect_as(self, become: Become | None) -> None:
+        if become is not None and become.user == self.route.target.user:
+            become = None  # as run() does: already that user, no sudo shell
         with self._lock:
             self._open()
             key = become.user if become else None
@@ -393,9 +395,10 @@ class SSHTransport:
         command that timed out was killed with its shell) runs it again before its first command."""
         command = shell_command(["remediate_kept", *args])
         definition = f"remediate_kept() {{\n{script}\n}}; {command}"
-        key = self.become.user if self.become else None
+        become = self._commands_become()
+        key = become.user if become else None
         with self._lock:
-            result = self._in_shell(self.become, ["remediate_kept", *args[:1]], definition,
+            result = self._in_shell(become, ["remediate_kept", *args[:1]], definition,
                                     self.options.connect_timeout + self.options.command_timeout, itself=True)
             if result.ok:
                 self._kept[key] = definition
@@ -404,15 +407,20 @@ class SSHTransport:
     def let_go(self, script: str) -> None:
         """Run script in the host's shell itself, as keep's undoing, and stop keeping: best effort (an interrupted
         run or a shell that is gone lets go when the shell ends, which closing the connection does)."""
-        key = self.become.user if self.become else None
+        become = self._commands_become()
+        key = become.user if become else None
         with self._lock:
             if self._kept.pop(key, None) is None or self._interrupted.is_set() or key not in self._shells:
                 return
             try:
-                self._in_shell(self.become, ["remediate_let_go"], f"remediate_let_go() {{\n{script}\n}}; remediate_let_go",
+                self._in_shell(become, ["remediate_let_go"], f"remediate_let_go() {{\n{script}\n}}; remediate_let_go",
                                self.options.connect_timeout, itself=True)
             except (StepError, CommandFailed, Interrupted, OSError, EOFError):
                 pass
+
+    def _commands_become(self) -> Become | None:
+        """Whom this transport's commands run as, in which shell (run()'s rule: become of the login user is none)."""
+        return None if self.become is None or self.become.user == self.route.target.user else self.become
 
     def _channel(self) -> paramiko.Channel:
         import paramiko

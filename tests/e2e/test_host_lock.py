@@ -12,6 +12,7 @@ import pytest
 from remediate.core.errors import CommandFailed, StepError
 from remediate.engine.lock import Holder, HostSideLock, Locked
 from remediate.inputs.inventory import Host
+from remediate.transport.base import Become
 from remediate.transport.ssh import SSHOptions, SSHTransport
 from tests.conftest import Sshd
 
@@ -80,3 +81,16 @@ def test_a_shell_killed_with_a_timed_out_command_takes_the_lock_again_or_refuses
     finally:
         first.close()
         second.close()
+
+
+def test_become_of_the_login_user_keeps_the_lock_in_the_shell_its_commands_run_in(sshd: Sshd, name: str) -> None:
+    host = Host(name, sshd.addresses[0], sshd.port, "root", str(sshd.identity), str(sshd.known_hosts))
+    t = SSHTransport(host, SSHOptions(), become=Become("root"))
+    try:
+        t.connect()
+        lock_of(t, name).acquire(Holder.me("R1", "apply"), 0, lambda m: None)
+        assert set(t._shells) == {None}, "no sudo shell of its own for the lock"
+        fds = t.run(["sh", "-c", 'for d in /proc/$$/fd/*; do readlink "$d" || :; done']).check().out
+        assert f"run.{name}@" not in fds
+    finally:
+        t.close()
