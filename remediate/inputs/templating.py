@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import keyword
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +27,13 @@ def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironm
     return sandbox.environment(search_path)
 
 
+# Jinja2's globals, known without importing it (tests/unit/test_templating_fast.py pins them to the environment's)
+GLOBAL_NAMES = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+
+
 def global_names() -> frozenset[str]:
     """The names Jinja2's environment defines for every template (range, dict, ...)."""
-    return frozenset(environment().globals)
+    return GLOBAL_NAMES
 
 
 def is_template(text: str) -> bool:
@@ -47,12 +53,93 @@ def _template(text: str) -> jinja2.Template:
     return environment().from_string(text)
 
 
+# The commonest template, `{{ name }}` in plain text ("{{ project_dir }}/settings.py"), is rendered without Jinja2
+# when every name is a variable: the same str() Jinja2 writes for it. Anything else (filters, attributes, braces
+# or a carriage return in the text, Jinja2's literals and keywords, an undefined name) goes to Jinja2.
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_REFERENCE = re.compile(r"\{\{[ \t]*(" + _NAME + r")[ \t]*\}\}")
+# a comparison of a variable (or its attribute) with a literal or another one, as `until: result.rc == 0`: its
+# names and its syntax need no Jinja2 either (it is still evaluated by Jinja2)
+_OPERAND = _NAME + r"(?:\." + _NAME + r")*|0|-?[1-9][0-9]*|'[^'\\{}]*'|\"[^\"\\{}]*\""
+_COMPARISON = re.compile(r"\{\{[ \t]*(" + _OPERAND + r")[ \t]*(?:(?:==|!=|<=|>=|<|>)[ \t]*(" + _OPERAND
+                         + r")[ \t]*)?\}\}")
+_SHORT = 1 << 16
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _references(text: str) -> tuple[str, ...] | None:
+    """A template of plain text and `{{ name }}`s only: [text, name, text, ..., text]; else None."""
+    if "\r" in text:  # Jinja2 writes its own newlines for these
+        return None
+    parts = tuple(_REFERENCE.split(text))
+    if len(parts) == 1:
+        return None
+    for i, part in enumerate(parts):
+        if i % 2:
+            if keyword.iskeyword(part) or part in _LITERALS:
+                return None
+        elif "{" in part or "}" in part:
+            return None
+    return parts
+
+
+def _root(operand: str) -> set[str]:
+    name = operand.split(".", 1)[0]
+    return {name} if name[0].isalpha() or name[0] == "_" else set()
+
+
+@functools.lru_cache(maxsize=1024)
+def _simple_names(source: str) -> frozenset[str] | None:
+    """The variables a simple template (plain `{{ name }}`s, or one comparison) uses; None when it is not simple."""
+    parts = _references(source)
+    if parts is not None:
+        return frozenset(parts[1::2])
+    match = _COMPARISON.fullmatch(source.strip())
+    if match is None:
+        return None
+    names: set[str] = set()
+    for operand in match.groups():
+        if operand is None:
+            continue
+        roots = _root(operand)
+        if roots & _LITERALS:
+            if operand not in _LITERALS:  # `true.x`
+                return None
+            continue
+        if any(keyword.iskeyword(part) for part in operand.split(".")[:1]):
+            return None
+        names |= roots
+    return frozenset(names)
+
+
+def _interpolated(text: str, variables: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(True, the value) when text is `{{ name }}`s in plain text and every name is a variable."""
+    parts = _references(text)
+    if parts is None or any(name not in variables for name in parts[1::2]):
+        return False, None
+    if len(parts) == 3 and not parts[0].strip() and not parts[2].strip():  # one expression: its own type
+        return True, variables[parts[1]]
+    out = []
+    size = 0
+    for i, part in enumerate(parts):
+        piece = str(variables[part]) if i % 2 else part
+        size += len(piece)
+        if size > _SHORT:  # a long result goes through Jinja2, which applies the limit (sandbox.MAX_RENDER)
+            return False, None
+        out.append(piece)
+    return True, "".join(out)
+
+
 def render_string(text: str, variables: Mapping[str, Any], where: Location, what: str) -> Any:
     """Render one string; a string that is a single expression keeps its native type."""
     if not is_template(text):
         return text
     stripped = text.strip()
     with _translated(what, where, "template"):
+        done, value = _interpolated(text, variables)
+        if done:
+            return value
         if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
             return _defined(_call(_expression(stripped[2:-2].strip()), variables))
         return _render(_template(text), variables)
@@ -264,6 +351,9 @@ def _names(source: str) -> frozenset[str]:
     # asked once per host for the same step texts
     if _constant(source):
         return frozenset()
+    simple = _simple_names(source)
+    if simple is not None:
+        return simple
     import jinja2
     from jinja2 import meta
 
@@ -292,7 +382,7 @@ def syntax_error(value: Any, is_expression: bool = False) -> str | None:
 
 @functools.lru_cache(maxsize=1024)
 def _syntax_error(source: str) -> str | None:
-    if _constant(source):
+    if _constant(source) or _simple_names(source) is not None:
         return None
     import jinja2
 
