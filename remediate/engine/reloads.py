@@ -68,7 +68,9 @@ def merge(held: tuple[HeldReload, ...],
           build: Callable[[StepSpec, Mapping[str, Any]], Step] = build) -> tuple[MergedReload, ...]:
     """The held reloads, one per compose project (in order of first notification); a handler whose arguments do
     not render stays on its own, so that its run reports the error."""
-    from ..steps.compose import ComposeReload  # imported with the first reload, not by every run
+    if not held:
+        return ()
+    from ..steps.compose import ComposeReload  # imported with the first held reload, not by every run
 
     groups: dict[object, list[tuple[HeldReload, ComposeReload | None]]] = {}
     for n, h in enumerate(held):
