@@ -170,15 +170,16 @@ def host_become(host: Host, options: RunOptions) -> Become | None:
 
 
 def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,
-                continue_broken: bool = False, **fields: Any) -> RunAudit:
-    """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted."""
+                continue_broken: bool = False, read_only: bool = False, **fields: Any) -> RunAudit:
+    """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted.
+    `read_only`: a run that changes nothing (check mode, drift, diagnose) does not wait for its later records."""
     try:
         inventory = {"path": str(Path(loaded.inventory.path).resolve()), "sha256": sha256_file(loaded.inventory.path)}
         playbooks = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in loaded.playbook_paths]
     except OSError as exc:
         raise AuditError(f"cannot hash the run's inputs for the audit trail: {exc}") from None
     return AuditLog(state.audit).start(
-        run_id or new_run_id(), command, loaded.redactor, continue_broken, why=why.fields(), inventory=inventory,
+        run_id or new_run_id(), command, loaded.redactor, continue_broken, read_only, why=why.fields(), inventory=inventory,
         playbooks=playbooks,
         hosts=[h.name for h in loaded.hosts], **fields,
     )
@@ -207,7 +208,7 @@ def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
     mode = Mode.CHECK if options.check else Mode.APPLY
     connect = connect or connector(loaded.hosts, options)
     audit = start_audit(loaded, state, mode.value, why, continue_broken=options.force_audit_continue,
-                        options=_run_fields(options))
+                        read_only=options.check, options=_run_fields(options))
     return _run(loaded, options, state, mode, audit, events, interrupt, connect)
 
 
@@ -235,7 +236,7 @@ def diagnose(loaded: Loaded, options: RunOptions, state: StateDir, why: Why = Wh
     from . import diagnose as dg
 
     connect = connector(loaded.hosts, options)
-    audit = start_audit(loaded, state, "diagnose", why)
+    audit = start_audit(loaded, state, "diagnose", why, read_only=True)
     report = dg.diagnose(loaded.hosts, connect, options.forks, audit)
     audit.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
         "hosts": len(report.hosts), "problems": sum(bool(r.problems) for r in report.hosts),
@@ -270,7 +271,7 @@ def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, 
     connections = Connections(connector(loaded.hosts, options))
     try:
         audit = start_audit(loaded, state, Mode.CHECK.value, continue_broken=options.force_audit_continue,
-                            options=_run_fields(options))
+                            read_only=True, options=_run_fields(options))
         check_run = _run(loaded, options, state, Mode.CHECK, audit, None, None, connections.lend)
         diagnoses = dg.diagnose(loaded.hosts, connections.lend, options.forks) if health and loaded.hosts else None
     finally:
