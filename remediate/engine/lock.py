@@ -184,7 +184,7 @@ IFS= read -r remediate_o < "$remediate_l.holder" || :
 if ! flock -n 6; then printf '%s HELD %s\n' "MARK" "$remediate_o"; exec 6>&-; return 75; fi
 if [ -n "$remediate_o" ]; then printf '%s STALE %s\n' "MARK" "$remediate_o"; fi
 printf '%s\n' "$3" > "$remediate_l.holder" || { exec 6>&-; return 73; }
-trap ': > "$remediate_l.holder"' EXIT
+trap '[ ! -e "$remediate_l.holder" ] || : > "$remediate_l.holder"' EXIT
 trap 'exit 129' HUP
 trap 'exit 143' TERM
 trap 'exit 141' PIPE
