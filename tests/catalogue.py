@@ -94,8 +94,10 @@ class FaultLab:
         self.dirty = True
         return lab.break_(self.stack, fault)
 
-    def flow(self, fault: str, playbook: str, *, finding: str | None = None) -> Flow:
-        """The catalogue's flow for one fault on this lab (see the module docstring); marks the lab clean."""
+    def flow(self, fault: str, playbook: str, *, finding: str | None = None,
+             while_broken: Callable[[], None] | None = None) -> Flow:
+        """The catalogue's flow for one fault on this lab (see the module docstring); marks the lab clean.
+        `while_broken` is the test's own look at the broken lab, after check mode and before the fix."""
         code = finding or fault.replace("-", "_")
         seen = Flow()
         t = time.monotonic()
@@ -122,6 +124,9 @@ class FaultLab:
         assert untouched(running, now), f"check mode restarted or recreated a container: {running} -> {now}"
         seen.check = check.stdout
         t = seen.took("check", t)
+        if while_broken is not None:
+            while_broken()
+            t = seen.took("while broken", t)
 
         applied = self.cli("apply", "lab", "-p", playbook, "--format", "json")
         assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
