@@ -38,20 +38,22 @@ def containers(stack: lab.LabStack) -> dict[str, str]:
     ids = stack.compose("ps", "-a", "-q").stdout.split()
     if not ids:
         return {}
-    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}}", *ids],
+    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}} "
+                             "{{.State.Restarting}}", *ids],
                             capture_output=True, text=True, check=True)
     return {line.split()[0]: line for line in result.stdout.splitlines()}
 
 
 def untouched(before: dict[str, str], after: dict[str, str]) -> bool:
     """The same containers, none restarted or recreated by a command (docker's own restart policy restarting
-    one counts its RestartCount up: its start time may move)."""
+    one counts its RestartCount up: its start time may move; docker counts up when the container exits, so one
+    seen `restarting` had its count raised already for the start that follows)."""
     if before.keys() != after.keys():
         return False
     for name, line in before.items():
-        _, cid, count, started = line.split()
-        _, cid2, count2, started2 = after[name].split()
-        if cid != cid2 or (count == count2 and started != started2):
+        _, cid, count, started, restarting = line.split()
+        _, cid2, count2, started2, _ = after[name].split()
+        if cid != cid2 or (count == count2 and started != started2 and restarting != "true"):
             return False
     return True
 
