@@ -110,7 +110,8 @@ def one(versions: lab.Versions, fast_sync: bool, work: Path, rep: int) -> dict[s
             at += step["duration"]
             timeline.append(f"{at:7.1f} s  {step['status']:<9} {'handler: ' if step['handler'] else ''}{step['name']}")
         reloads = [s for s in host["steps"] if s["handler"] and s["kind"] == "compose_reload"]
-        ran = next((s for s in host["steps"] if s["kind"] == "celery_tasks_run"), None)
+        # the seed fix's proof: the first celery_tasks_run that ran (the catalogue's are skipped on the write-up's host)
+        ran = next((s for s in host["steps"] if s["kind"] == "celery_tasks_run" and "due" in (s.get("data") or {})), None)
         bound = None
         if ran is not None and "due" in (ran.get("data") or {}) and reloads:
             data = ran["data"]

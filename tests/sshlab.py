@@ -293,6 +293,7 @@ def add_user(base: Path, *, password: str | None = None, sudo: str | None = None
     """A new user `rmdt-XXXXXXXX` (home in base). sudo: a sudoers rule body such as "ALL=(ALL:ALL) NOPASSWD: ALL"
     (in /etc/sudoers.d/rmdt-XXXXXXXX, removed with the user). bashrc: the home's .bashrc (sshd runs it for
     every command, as Debian's bash does when started by sshd)."""
+    sweep_stale_users()
     name = USER_PREFIX + uuid.uuid4().hex[:8]
     home = base / "home" / name
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -315,6 +316,31 @@ def add_user(base: Path, *, password: str | None = None, sudo: str | None = None
     ids = subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout.strip()
     gid = subprocess.run(["id", "-g", name], capture_output=True, text=True, check=True).stdout.strip()
     return User(name, home, int(ids), int(gid))
+
+
+STALE_AFTER = 2 * 3600.0  # no test run lives this long (CI allows 90 min): an older test user was left by a run that was killed
+
+
+def sweep_stale_users(now: float | None = None) -> list[str]:
+    """Remove test users (and their sudoers rules) that a killed run left behind: older than STALE_AFTER by their
+    account's creation (the sudoers rule's or the home's mtime). Returns their names."""
+    now = time.time() if now is None else now
+    gone = []
+    for line in Path("/etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) < 7 or not fields[0].startswith(USER_PREFIX):
+            continue
+        name, home = fields[0], Path(fields[5])
+        rule = Path("/etc/sudoers.d") / name
+        made = [p.stat().st_mtime for p in (rule, home) if p.exists()]
+        if made and now - max(made) < STALE_AFTER:
+            continue
+        remove_user(User(name, home, int(fields[2]), int(fields[3])))
+        gone.append(name)
+    for rule in Path("/etc/sudoers.d").glob(USER_PREFIX + "*"):  # a rule whose account is already gone
+        if now - rule.stat().st_mtime >= STALE_AFTER:
+            rule.unlink(missing_ok=True)
+    return gone
 
 
 def remove_user(user: User) -> None:

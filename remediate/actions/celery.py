@@ -9,13 +9,17 @@ from typing import Any
 from ..celery.periods import SETTLE, Count, count_runs, edges, proof_row
 from ..celery.schedules import iso, soonest
 from ..celery.tasks import unregistered
-from ..core.errors import StepError, tail_lines
+from ..core.errors import CommandFailed, StepError, tail_lines
 from ..core.results import CommandOutput
 from ..facts import compose as cf
 from ..facts import containers as fc
 from ..facts.celery import CeleryState, ask_beat, parse_state, registered
 from ..facts.django import ShellQuery
+from ..transport.base import CommandResult
 from .base import Action, ExecContext, Outcome
+
+
+TIMED_OUT = 124  # the transports' exit code for a command they killed at its timeout
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,13 @@ class RegisteredAction(Action):
         deadline = ctx.clock() + self.timeout
         last = ""
         while True:
-            result = ctx.transport.run(self.argv, timeout=max(self.interval * 4, 30))
+            try:
+                result = ctx.transport.run(self.argv, timeout=max(self.interval * 4, 30))
+            except CommandFailed as exc:
+                if exc.rc != TIMED_OUT:
+                    raise
+                # a worker too busy to answer in time is one unanswered attempt of the poll, not a failed host
+                result = CommandResult(exc.argv, exc.rc, exc.stdout.encode(), exc.stderr.encode())
             last = (result.out + result.err).strip()
             names = registered(result)
             if names is not None:
