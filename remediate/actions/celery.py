@@ -1,4 +1,5 @@
-"""Celery verifications: the worker registered the expected tasks; the soonest-due PeriodicTasks really ran."""
+"""Celery verifications: the worker registered the expected tasks; the soonest-due PeriodicTasks really ran; a row
+runs exactly once per period (one beat sends it)."""
 from __future__ import annotations
 
 import json
@@ -216,9 +217,9 @@ class OncePerPeriodAction(Action):
             if why:
                 return Outcome(failed=True, data=data, message=f"{names}: {why}")
             verdicts = [count_runs(n, runs.get(n, ()), due, now) for n, due in chosen.items()]
-            data["periods"] = {n: [{"start": p.start.isoformat(), "end": p.end.isoformat(),
-                                                      "done": [t.isoformat() for t in p.done]} for p in v.periods]
-                               for n, v in zip(chosen, verdicts)}
+            data = {**data, "periods": {n: [{"start": p.start.isoformat(), "end": p.end.isoformat(),
+                                             "done": [t.isoformat() for t in p.done]} for p in v.periods]
+                                        for n, v in zip(chosen, verdicts)}}
             bad = [v.message for v in verdicts if v.count in (Count.TWICE, Count.MISSING)]
             if bad:
                 return Outcome(failed=True, data=data, message="; ".join(bad))
