@@ -8,22 +8,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import backups as bk
-from . import diagnose as dg
 from .core.audit import AuditError, AuditLog, RunAudit, read_records, sha256_file, verify
 from .core.errors import InputError, Location
 from .core.options import RunOptions
 from .core.results import Mode, RunReport
 from .core.state import StateDir
-from .drift import history, notify
-from .drift.assess import assess
-from .drift.model import DriftReport, FixOutcome, from_doc, playbook_check_name, shown_path, to_doc
 from .engine.control import Events, Interrupt, NoEvents
 from .engine.lock import ControllerLock, Holder, HostSideLock, Locked
 from .engine.pending import PendingStore
-from .engine.rollback import plan_from_records, rollback_plays
 from .engine.run import run_hosts
 from .inputs import load as inputs
 from .inputs import playbook, resources
@@ -32,6 +26,11 @@ from .inputs.load import Loaded, secrets_of
 from .steps import REGISTRY
 from .transport.base import Become, Transport
 from .transport.shared import Connections
+
+if TYPE_CHECKING:  # diagnose, drift, backups and rollback are imported by their commands: apply starts lighter
+    from . import backups as bk
+    from . import diagnose as dg
+    from .drift.model import DriftReport, FixOutcome
 
 __all__ = ["DriftRun", "Loaded", "Why", "apply", "backups_list", "backups_prune", "check", "connector", "diagnose",
            "drift", "drift_check", "host_become", "load", "load_hosts", "load_playbook", "load_rollback",
@@ -76,6 +75,8 @@ def load_hosts(env: str | None, options: RunOptions, inventory: str | None = Non
 def load_rollback(run_id: str, options: RunOptions, state: StateDir, force: bool = False,
                   inventory: str | None = None, verify_after: bool = True) -> Loaded:
     """The plays undoing run_id, from the verified trail: restore files, their handlers, the verifications."""
+    from .engine.rollback import plan_from_records, rollback_plays
+
     verdict = verify(state.audit)
     if not verdict.ok and not force:
         raise InputError(f"the audit trail {state.audit} fails verification ({verdict.problem}); "
@@ -169,15 +170,16 @@ def host_become(host: Host, options: RunOptions) -> Become | None:
 
 
 def start_audit(loaded: Loaded, state: StateDir, command: str, why: Why = Why(), run_id: str | None = None,
-                continue_broken: bool = False, **fields: Any) -> RunAudit:
-    """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted."""
+                continue_broken: bool = False, read_only: bool = False, **fields: Any) -> RunAudit:
+    """The run's first audit record (who, why, what with hashes); AuditError, before any host is contacted.
+    `read_only`: a run that changes nothing (check mode, drift, diagnose) does not wait for its later records."""
     try:
         inventory = {"path": str(Path(loaded.inventory.path).resolve()), "sha256": sha256_file(loaded.inventory.path)}
         playbooks = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in loaded.playbook_paths]
     except OSError as exc:
         raise AuditError(f"cannot hash the run's inputs for the audit trail: {exc}") from None
     return AuditLog(state.audit).start(
-        run_id or new_run_id(), command, loaded.redactor, continue_broken, why=why.fields(), inventory=inventory,
+        run_id or new_run_id(), command, loaded.redactor, continue_broken, read_only, why=why.fields(), inventory=inventory,
         playbooks=playbooks,
         hosts=[h.name for h in loaded.hosts], **fields,
     )
@@ -206,7 +208,7 @@ def apply(loaded: Loaded, options: RunOptions, state: StateDir, events: Events |
     mode = Mode.CHECK if options.check else Mode.APPLY
     connect = connect or connector(loaded.hosts, options)
     audit = start_audit(loaded, state, mode.value, why, continue_broken=options.force_audit_continue,
-                        options=_run_fields(options))
+                        read_only=options.check, options=_run_fields(options))
     return _run(loaded, options, state, mode, audit, events, interrupt, connect)
 
 
@@ -231,8 +233,10 @@ def rollback(loaded: Loaded, options: RunOptions, state: StateDir, run_id: str, 
 
 def diagnose(loaded: Loaded, options: RunOptions, state: StateDir, why: Why = Why()) -> dg.DiagnoseReport:
     """diagnose's one read-only pass per host, audited."""
+    from . import diagnose as dg
+
     connect = connector(loaded.hosts, options)
-    audit = start_audit(loaded, state, "diagnose", why)
+    audit = start_audit(loaded, state, "diagnose", why, read_only=True)
     report = dg.diagnose(loaded.hosts, connect, options.forks, audit)
     audit.record("run_end", exit_code=int(report.exit_code()), interrupted=False, summary={
         "hosts": len(report.hosts), "problems": sum(bool(r.problems) for r in report.hosts),
@@ -252,6 +256,10 @@ class DriftRun:
 def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health: bool = True,
                 clock: Callable[[], datetime] | None = None) -> DriftReport:
     """One assessment: the playbooks in check mode, then diagnose, sharing one connection per host; masked."""
+    from . import diagnose as dg
+    from .drift.assess import assess
+    from .drift.model import from_doc, playbook_check_name, shown_path, to_doc
+
     started = (clock or (lambda: datetime.now(timezone.utc)))()
     timer = time.monotonic()
     options = replace(options, check=True, diff=True)
@@ -263,7 +271,7 @@ def drift_check(loaded: Loaded, env: str, options: RunOptions, state: StateDir, 
     connections = Connections(connector(loaded.hosts, options))
     try:
         audit = start_audit(loaded, state, Mode.CHECK.value, continue_broken=options.force_audit_continue,
-                            options=_run_fields(options))
+                            read_only=True, options=_run_fields(options))
         check_run = _run(loaded, options, state, Mode.CHECK, audit, None, None, connections.lend)
         diagnoses = dg.diagnose(loaded.hosts, connections.lend, options.forks) if health and loaded.hosts else None
     finally:
@@ -283,6 +291,9 @@ def drift(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health
           clock: Callable[[], datetime] | None = None) -> DriftRun:
     """Check; with `fix`, apply the playbooks to the drifted hosts only and check every host again (not after an
     interrupt); record every assessment in the history; notify when drift appeared or cleared."""
+    from .drift import history, notify
+    from .drift.model import FixOutcome
+
     before = drift_check(loaded, env, options, state, health, clock)
     outcome = FixOutcome(before, None, None)
     drifted = before.drifted_hosts()
@@ -315,6 +326,8 @@ def drift(loaded: Loaded, env: str, options: RunOptions, state: StateDir, health
 
 def backups_list(loaded: Loaded, options: RunOptions, state: StateDir) -> bk.BackupsReport:
     """Per host: its backup root, run directories with dates, sizes and files, and which a rollback needs."""
+    from . import backups as bk
+
     trail = bk.TrailView.of(read_records(state.audit))
     now = time.time()
     outcomes = bk.each_host(loaded.hosts, connector(loaded.hosts, options),
@@ -326,6 +339,8 @@ def backups_prune(loaded: Loaded, options: RunOptions, state: StateDir, older_th
                   why: Why = Why(), older_than_text: str = "") -> bk.BackupsReport:
     """Remove the backups older than `older_than` seconds that no rollback needs (with `force`, those too);
     options.check: only say what would go. Audited, intents before results."""
+    from . import backups as bk
+
     trail_records = read_records(state.audit)
     verdict = verify(state.audit)
     if not verdict.ok and not force:

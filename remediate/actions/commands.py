@@ -9,7 +9,6 @@ from typing import Any
 
 from ..core.errors import StepError
 from ..core.results import CommandOutput
-from ..facts.django import parse_json_line
 from .base import Action, ExecContext, Outcome
 
 
@@ -72,6 +71,8 @@ class QueryAction(RunCommand):
         if outcome.failed or out is None:
             return outcome
         try:
+            from ..facts.django import parse_json_line  # with the first JSON command: facts.django loads compose
+
             return Outcome(out, data={"json": parse_json_line(out.stdout, out.stderr, out.rc)})
         except StepError as exc:
             return Outcome(out, failed=True, message=str(exc))

@@ -110,10 +110,14 @@ class AuditLog:
         self._accept_break: str | None = None
 
     def start(self, run_id: str, command: str, redactor: Redactor = NO_SECRETS, continue_broken: bool = False,
-              **fields: Any) -> RunAudit:
+              read_only: bool = False, **fields: Any) -> RunAudit:
         """Write the run's first record (AuditError if the trail is not writable, TrailBroken if its end does not
-        match its head; with `continue_broken`, an `audit_break` record first) and return the run's writer."""
-        run = RunAudit(self, run_id, redactor)
+        match its head; with `continue_broken`, an `audit_break` record first) and return the run's writer.
+
+        `read_only`: the run changes nothing (check mode, drift), so no record has to be on disk before anything
+        the run does: its records after this first one are written with the next record that waits (its
+        `run_end` waits for all of them), and no host waits for an fsync."""
+        run = RunAudit(self, run_id, redactor, read_only)
         self._accept_break = run_id if continue_broken else None
         try:
             run.record("run_start", command=command, who=who(), **fields)
@@ -123,9 +127,32 @@ class AuditLog:
 
     def append(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Chain and append one record, fsynced before returning; AuditError when that is impossible."""
+        ticket = self.queue(fields)
+        self.commit(ticket)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.record is not None
+        return ticket.record
+
+    def queue(self, fields: Mapping[str, Any]) -> _Ticket:
+        """Queue one record without waiting: the next append (or flush) writes it in its batch, in order."""
         ticket = _Ticket(fields)
         with self._cond:
             self._queue.append(ticket)
+        return ticket
+
+    def flush(self) -> None:
+        """Write every queued record; AuditError when that is impossible."""
+        with self._cond:
+            last = self._queue[-1] if self._queue else None
+        if last is not None:
+            self.commit(last)
+            if last.error is not None:
+                raise last.error
+
+    def commit(self, ticket: _Ticket) -> None:
+        """Return once the ticket's batch is on disk (or failed), writing it if no other caller is."""
+        with self._cond:
             # the first caller to find no flush running writes everything queued so far, its own record with it
             while self._flushing and not ticket.done:
                 self._cond.wait()
@@ -144,10 +171,6 @@ class AuditLog:
                         done.done = True
                     self._flushing = False
                     self._cond.notify_all()
-        if ticket.error is not None:
-            raise ticket.error
-        assert ticket.record is not None
-        return ticket.record
 
     def _flush(self, batch: list[_Ticket]) -> None:
         """Chain the batch onto the trail's last record, write it, fsync, then move the head."""
@@ -306,29 +329,39 @@ def _last_line(fd: int) -> bytes:
 class RunAudit:
     """One run's writer: every record of the run goes through `record`, which masks secrets."""
 
-    def __init__(self, log: AuditLog, run_id: str, redactor: Redactor) -> None:
+    def __init__(self, log: AuditLog, run_id: str, redactor: Redactor, read_only: bool = False) -> None:
         self.log = log
         self.run_id = run_id
         self.redactor = redactor
-        self._lines: dict[str | None, list[bytes]] = {}
+        self.read_only = read_only
+        self._tickets: dict[str | None, list[_Ticket]] = {}
         self._lock = threading.Lock()
 
-    def record(self, event: str, host: str | None = None, **fields: Any) -> dict[str, Any]:
-        """Append one record of this run (AuditError if it cannot be written)."""
+    def record(self, event: str, host: str | None = None, **fields: Any) -> dict[str, Any] | None:
+        """Append one record of this run and return it as written (AuditError if it cannot be written). In a
+        read-only run every record but the first and `run_end` is queued (written with the next one that waits,
+        see AuditLog.start): None."""
         doc: dict[str, Any] = {"run_id": self.run_id, "event": event}
         if host is not None:
             doc["host"] = host
         doc.update(fields)
-        record = self.log.append(self.redactor.data(doc))
+        ticket = self.log.queue(self.redactor.data(doc))
         with self._lock:
-            # the same canonical bytes append() wrote
-            self._lines.setdefault(host, []).append(_canonical(record))
-        return record
+            first = not self._tickets
+            self._tickets.setdefault(host, []).append(ticket)
+        if self.read_only and not first and event != "run_end":
+            return None
+        self.log.commit(ticket)
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.record
 
     def lines_for(self, host: str) -> bytes:
         """This run's records about a host (and the run's first record), byte for byte as in the trail."""
+        self.log.flush()
         with self._lock:
-            return b"".join(line + b"\n" for line in (*self._lines.get(None, [])[:1], *self._lines.get(host, [])))
+            tickets = (*self._tickets.get(None, [])[:1], *self._tickets.get(host, []))
+        return b"".join(_canonical(t.record) + b"\n" for t in tickets if t.record is not None)
 
 
 # ---- reading, verifying and showing the trail ----

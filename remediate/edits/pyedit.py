@@ -10,6 +10,7 @@ last part is the module itself: for a package's `__init__.py` pass `pkg.__init__
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import math
 import textwrap
@@ -215,8 +216,26 @@ def _effective(tree: ast.Module, name: str) -> tuple[ast.stmt | None, ast.expr |
     return bindings[-1], _plain_value(bindings[-1], name)
 
 
+# A fleet's hosts mostly hold the same settings file: the edit of one (source, name, value, anchor) is computed once
+# per run, not once per host (a pure function; errors are not kept, so each host still raises its own). Only small
+# sources and scalar values are kept, by their type too (1, 1.0 and True differ here), a few at a time.
+_CACHED_SOURCE = 256 << 10
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def ensure_assignment(source: str, name: str, value: object, *, after: str | None = None) -> str:
     """Make the last module-level `name = ...` have `value`: its value replaced in place, or a new line inserted."""
+    if type(value) in _SCALARS and len(source) <= _CACHED_SOURCE:
+        return _ensure_assignment_once(source, name, type(value).__name__, value, after)
+    return _ensure_assignment(source, name, value, after)
+
+
+@functools.lru_cache(maxsize=16)
+def _ensure_assignment_once(source: str, name: str, kind: str, value: object, after: str | None) -> str:
+    return _ensure_assignment(source, name, value, after)
+
+
+def _ensure_assignment(source: str, name: str, value: object, after: str | None) -> str:
     _check_name(name, "name")
     if after is not None:
         _check_name(after, "anchor")

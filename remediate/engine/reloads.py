@@ -13,7 +13,6 @@ from ..inputs import templating
 from ..inputs.playbook import Play, StepSpec
 from ..steps import REGISTRY
 from ..steps.base import Step
-from ..steps.compose import ComposeReload
 from .context import playbook_key
 
 
@@ -52,7 +51,7 @@ class MergedReload:
 
 def mergeable(handler: StepSpec) -> bool:
     """A plain compose_reload handler (no loop, condition, retries, judgement or register): safe to merge."""
-    return (handler.kind == ComposeReload.kind and handler.loop is None and handler.when is None
+    return (handler.kind == "compose_reload" and handler.loop is None and handler.when is None
             and handler.until is None and handler.changed_when is None and handler.failed_when is None
             and handler.register is None)
 
@@ -69,6 +68,10 @@ def merge(held: tuple[HeldReload, ...],
           build: Callable[[StepSpec, Mapping[str, Any]], Step] = build) -> tuple[MergedReload, ...]:
     """The held reloads, one per compose project (in order of first notification); a handler whose arguments do
     not render stays on its own, so that its run reports the error."""
+    if not held:
+        return ()
+    from ..steps.compose import ComposeReload  # imported with the first held reload, not by every run
+
     groups: dict[object, list[tuple[HeldReload, ComposeReload | None]]] = {}
     for n, h in enumerate(held):
         try:

@@ -170,13 +170,14 @@ def check_variables(play: Play, host: Host, options: RunOptions, tpath: tuple[st
     """Every variable a step uses must be defined for the host (or registered earlier): exit 3, no contact."""
     known = set(play.defaults) | set(host.vars) | set(play.vars) | set(options.extra_vars) | MAGIC_VARS
     known |= registered_earlier
-    known |= set(templating.environment().globals)
     registered = {s.register for s in (*play.steps, *play.handlers) if s.register}
     used: set[str] = set()
     for spec in (*play.steps, *play.handlers):
         used |= _check_step(spec, known | registered, host, tpath)
+    if not used:  # nothing is templated: no variable is used, and Jinja2 is not needed to say so
+        return
     # the variables steps use are templates too: what they use must be defined, and none may use itself
-    plain = set(options.extra_vars) | MAGIC_VARS | registered_earlier | registered | set(templating.environment().globals)
+    plain = set(options.extra_vars) | MAGIC_VARS | registered_earlier | registered | templating.global_names()
     raw = {k: v for k, v in {**play.defaults, **host.vars, **play.vars}.items() if k not in plain}
     found = templating.references(raw, used, plain)
     if isinstance(found, tuple):
@@ -196,6 +197,8 @@ def _check_step(spec: StepSpec, known: set[str], host: Host, tpath: tuple[str, .
         if expr:
             used |= templating.undeclared(expr, is_expression=True)
     missing = sorted(used - known)
+    if missing:  # Jinja2's own names (range, dict...) are defined too: looked up only here, for a template's names
+        missing = sorted(set(missing) - templating.global_names())
     if missing:
         raise InputError(
             f"step {spec.name!r}: undefined variable {missing[0]!r} for host {host.name!r}", spec.where, missing[0]
@@ -212,7 +215,7 @@ def _check_template(spec: StepSpec, name: str, known: set[str], tpath: tuple[str
     env = templating.environment(tpath)
     try:
         source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        missing = sorted(meta.find_undeclared_variables(env.parse(source)) - known)
+        missing = sorted(meta.find_undeclared_variables(env.parse(source)) - known - templating.global_names())
     except jinja2.TemplateNotFound:
         raise InputError(f"step {spec.name!r}: template {name!r} not found in {', '.join(tpath)}", spec.where, "src") from None
     except jinja2.TemplateSyntaxError as exc:

@@ -2,166 +2,38 @@
 from __future__ import annotations
 
 import functools
-from contextlib import contextmanager
-import json
+import keyword
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2 import meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-from ..celery import state_faults
-from ..celery.beat import OUTCOMES, beat_verdicts
 from ..core.errors import InputError, Location
+
+if TYPE_CHECKING:  # Jinja2 (inputs/sandbox.py) is imported at the first template: a plain string never needs it
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class TemplateError(InputError):
     """A template could not be rendered."""
 
 
-def _to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-# The largest value or rendered result a template may make (characters, items): a template is text for a
-# config file or a command, and `'a' * 4000000000` would otherwise take the controller's memory
-MAX_RENDER = 16 << 20
-# the largest integer a power may make, in bits (10 ** 1000000000 is minutes of CPU and a GiB)
-MAX_POWER_BITS = 1 << 22
-_PERCENT_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?[a-zA-Z%]")
-_PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs"}
-
-
-class Refused(jinja2.TemplateRuntimeError):
-    """A template would build a value larger than the limit."""
-
-
-def _refuse(size: float) -> None:
-    if size > MAX_RENDER:
-        raise Refused(f"refused: the result would be {int(size)} characters or items, more than the limit of "
-                      f"{MAX_RENDER >> 20} MiB")
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
-
-
-def _percent(fmt: str) -> int:
-    """What `fmt % args` may add beyond fmt itself: every field's width and precision."""
-    return sum(int(w) if w and w != "*" else 0 for m in _PERCENT_WIDTH.finditer(fmt) for w in m.groups())
-
-
-class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with the operators and methods that can make huge values sized before they run."""
-
-    intercepted_binops = frozenset({"*", "**", "%", "+"})
-
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if _size(seq) and isinstance(times, int) and not isinstance(times, bool):
-                    _refuse(_size(seq) * times)
-        elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-                if right * left.bit_length() > MAX_POWER_BITS:
-                    raise Refused(f"refused: {left} ** {right} would have about {right * left.bit_length()} bits, "
-                                  f"more than the limit of {MAX_POWER_BITS}")
-        elif operator == "%" and isinstance(left, str):
-            _refuse(len(left) + _percent(left))
-        elif operator == "+":
-            _refuse(_size(left) + _size(right))
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        owner = getattr(__obj, "__self__", None)
-        name = getattr(__obj, "__name__", "")
-        if isinstance(owner, str):
-            if name in _PADDING and args and isinstance(args[0], int):
-                _refuse(args[0] * (8 if name == "expandtabs" else 1) + len(owner))
-            elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-                if len(args[1]) > len(args[0]):
-                    _refuse(len(owner) + (owner.count(args[0]) if args[0] else len(owner) + 1)
-                            * (len(args[1]) - len(args[0])))
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-def _bounded_filter(name: str, size: Callable[..., float]) -> Callable[..., Any]:
-    inner = jinja2.filters.FILTERS[name]
-
-    @functools.wraps(inner)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        _refuse(size(*args, **kwargs))
-        return inner(*args, **kwargs)
-
-    return bounded
-
-
-def _width(value: Any, width: Any = 80, *_: Any, **__: Any) -> float:
-    return len(str(value)) + (width if isinstance(width, int) else len(str(width)))
-
-
-def _indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> float:
-    text = str(value)
-    return len(text) + (text.count("\n") + 1) * (width if isinstance(width, int) else len(str(width)))
-
-
-def _format(value: Any, *args: Any, **kwargs: Any) -> float:
-    return len(str(value)) + _percent(str(value)) + sum(len(str(a)) for a in args)
-
-
-@functools.lru_cache(maxsize=8)
 def environment(search_path: tuple[str, ...] = ()) -> ImmutableSandboxedEnvironment:
-    """The one sandboxed environment for a search path of template directories."""
-    env = BoundedSandbox(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-        loader=jinja2.FileSystemLoader(list(search_path)) if search_path else None,
-    )
-    env.filters["center"] = _bounded_filter("center", _width)
-    env.filters["indent"] = _bounded_filter("indent", _indent)
-    env.filters["format"] = _bounded_filter("format", _format)
-    env.filters["to_json"] = _to_json
-    env.filters["quote"] = _shell_quote
-    env.filters["celery_beat_verdicts"] = _celery_beat_verdicts
-    # the catalogue's faults read from the state query (celery/state_faults.py): what the playbooks act on
-    env.filters["celery_unseen_rows"] = state_faults.unseen_rows_doc
-    env.filters["celery_timezone_rewrites"] = state_faults.timezone_rewrites
-    env.filters["celery_timezone_unexplained"] = state_faults.timezone_unexplained
-    env.tests["celery_timezone_misread"] = state_faults.timezone_misread
-    env.filters["celery_crontab_zones_differ"] = state_faults.crontab_zones_differ
-    # Ansible's regex tests, which playbook authors expect: `x is match('^-S')`, `select('search', 'beat')`
-    env.tests["match"] = _regex_test(re.match)
-    env.tests["search"] = _regex_test(re.search)
-    return env
+    """The one sandboxed environment for a search path of template directories (Jinja2 imported now)."""
+    from . import sandbox
+
+    return sandbox.environment(search_path)
 
 
-def _celery_beat_verdicts(probe: Any, outcome: str | None = None) -> list[dict[str, Any]]:
-    """Filter: what beat's own container says it does with each enabled row (celery_beat_probe.py.j2's JSON):
-    the verdicts of one outcome, or every one but ok."""
-    if outcome is not None and outcome not in OUTCOMES:
-        raise jinja2.TemplateRuntimeError(f"celery_beat_verdicts: outcome must be one of {', '.join(OUTCOMES)}, "
-                                          f"not {outcome!r}")
-    return beat_verdicts(probe or {}, outcome)
+# Jinja2's globals, known without importing it (tests/unit/test_templating_fast.py pins them to the environment's)
+GLOBAL_NAMES = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
 
 
-def _regex_test(how: Callable[..., Any]) -> Callable[[Any, str], bool]:
-    def test(value: Any, pattern: str) -> bool:
-        try:
-            return how(pattern, str(value)) is not None
-        except re.error as exc:
-            raise jinja2.TemplateRuntimeError(f"invalid regular expression {pattern!r}: {exc}") from None
-
-    return test
-
-
-def _shell_quote(value: Any) -> str:
-    import shlex
-
-    return shlex.quote(str(value))
+def global_names() -> frozenset[str]:
+    """The names Jinja2's environment defines for every template (range, dict, ...)."""
+    return GLOBAL_NAMES
 
 
 def is_template(text: str) -> bool:
@@ -181,12 +53,93 @@ def _template(text: str) -> jinja2.Template:
     return environment().from_string(text)
 
 
+# The commonest template, `{{ name }}` in plain text ("{{ project_dir }}/settings.py"), is rendered without Jinja2
+# when every name is a variable: the same str() Jinja2 writes for it. Anything else (filters, attributes, braces
+# or a carriage return in the text, Jinja2's literals and keywords, an undefined name) goes to Jinja2.
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_REFERENCE = re.compile(r"\{\{[ \t]*(" + _NAME + r")[ \t]*\}\}")
+# a comparison of a variable (or its attribute) with a literal or another one, as `until: result.rc == 0`: its
+# names and its syntax need no Jinja2 either (it is still evaluated by Jinja2)
+_OPERAND = _NAME + r"(?:\." + _NAME + r")*|0|-?[1-9][0-9]*|'[^'\\{}]*'|\"[^\"\\{}]*\""
+_COMPARISON = re.compile(r"\{\{[ \t]*(" + _OPERAND + r")[ \t]*(?:(?:==|!=|<=|>=|<|>)[ \t]*(" + _OPERAND
+                         + r")[ \t]*)?\}\}")
+_SHORT = 1 << 16
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _references(text: str) -> tuple[str, ...] | None:
+    """A template of plain text and `{{ name }}`s only: [text, name, text, ..., text]; else None."""
+    if "\r" in text:  # Jinja2 writes its own newlines for these
+        return None
+    parts = tuple(_REFERENCE.split(text))
+    if len(parts) == 1:
+        return None
+    for i, part in enumerate(parts):
+        if i % 2:
+            if keyword.iskeyword(part) or part in _LITERALS:
+                return None
+        elif "{" in part or "}" in part:
+            return None
+    return parts
+
+
+def _root(operand: str) -> set[str]:
+    name = operand.split(".", 1)[0]
+    return {name} if name[0].isalpha() or name[0] == "_" else set()
+
+
+@functools.lru_cache(maxsize=1024)
+def _simple_names(source: str) -> frozenset[str] | None:
+    """The variables a simple template (plain `{{ name }}`s, or one comparison) uses; None when it is not simple."""
+    parts = _references(source)
+    if parts is not None:
+        return frozenset(parts[1::2])
+    match = _COMPARISON.fullmatch(source.strip())
+    if match is None:
+        return None
+    names: set[str] = set()
+    for operand in match.groups():
+        if operand is None:
+            continue
+        roots = _root(operand)
+        if roots & _LITERALS:
+            if operand not in _LITERALS:  # `true.x`
+                return None
+            continue
+        if any(keyword.iskeyword(part) for part in operand.split(".")[:1]):
+            return None
+        names |= roots
+    return frozenset(names)
+
+
+def _interpolated(text: str, variables: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(True, the value) when text is `{{ name }}`s in plain text and every name is a variable."""
+    parts = _references(text)
+    if parts is None or any(name not in variables for name in parts[1::2]):
+        return False, None
+    if len(parts) == 3 and not parts[0].strip() and not parts[2].strip():  # one expression: its own type
+        return True, variables[parts[1]]
+    out = []
+    size = 0
+    for i, part in enumerate(parts):
+        piece = str(variables[part]) if i % 2 else part
+        size += len(piece)
+        if size > _SHORT:  # a long result goes through Jinja2, which applies the limit (sandbox.MAX_RENDER)
+            return False, None
+        out.append(piece)
+    return True, "".join(out)
+
+
 def render_string(text: str, variables: Mapping[str, Any], where: Location, what: str) -> Any:
     """Render one string; a string that is a single expression keeps its native type."""
     if not is_template(text):
         return text
     stripped = text.strip()
     with _translated(what, where, "template"):
+        done, value = _interpolated(text, variables)
+        if done:
+            return value
         if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
             return _defined(_call(_expression(stripped[2:-2].strip()), variables))
         return _render(_template(text), variables)
@@ -203,11 +156,23 @@ def render_value(value: Any, variables: Mapping[str, Any], where: Location, what
     return value
 
 
+# Jinja2's boolean literals, as `changed_when: false` gives them: what they evaluate to needs no Jinja2
+_CONSTANTS = {"true": True, "True": True, "false": False, "False": False}
+
+
+def _constant(source: str) -> bool:
+    """Whether a template is one boolean literal (`{{ false }}`): no names, no syntax error."""
+    text = source.strip()
+    return text.startswith("{{") and text.endswith("}}") and text[2:-2].strip() in _CONSTANTS
+
+
 def evaluate(expression: str, variables: Mapping[str, Any], where: Location, what: str) -> Any:
     """Evaluate a bare expression such as a `when:` or `until:` condition."""
     text = expression.strip()
     if text.startswith("{{") and text.endswith("}}"):
         text = text[2:-2].strip()
+    if text in _CONSTANTS:
+        return _CONSTANTS[text]
     with _translated(what, where, "expression"):
         return _defined(_call(_expression(text), variables))
 
@@ -217,13 +182,16 @@ def _translated(what: str, where: Location, kind: str) -> Iterator[None]:
     """Jinja2's errors, and any error a value raises inside it, as one TemplateError naming `what` and `where`."""
     try:
         yield
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{what}: {kind} syntax error: {exc.message}", where) from None
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"{what}: {exc}", where) from None
-    except Exception as exc:  # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
+    except Exception as exc:
+        import jinja2  # the body compiled or ran a template: imported already
+
+        if isinstance(exc, jinja2.UndefinedError):
+            raise TemplateError(f"{what}: undefined variable: {exc.message}", where) from None
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            raise TemplateError(f"{what}: {kind} syntax error: {exc.message}", where) from None
+        if isinstance(exc, jinja2.TemplateError):
+            raise TemplateError(f"{what}: {exc}", where) from None
+        # TypeError, OverflowError, MemoryError... raised inside Jinja2 by a value
         raise TemplateError(f"{what}: {type(exc).__name__}: {exc}", where) from None
 
 
@@ -354,6 +322,8 @@ def references(raw: Mapping[str, Any], used: set[str], known: set[str]) -> tuple
 
 
 def _defined(value: Any) -> Any:
+    import jinja2
+
     # compile_expression hands back an Undefined instead of raising; raise like a rendered template would
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
@@ -379,6 +349,14 @@ def undeclared(value: Any, is_expression: bool = False) -> set[str]:
 @functools.lru_cache(maxsize=1024)
 def _names(source: str) -> frozenset[str]:
     # asked once per host for the same step texts
+    if _constant(source):
+        return frozenset()
+    simple = _simple_names(source)
+    if simple is not None:
+        return simple
+    import jinja2
+    from jinja2 import meta
+
     try:
         return frozenset(meta.find_undeclared_variables(environment().parse(source)))
     except jinja2.TemplateSyntaxError:
@@ -387,7 +365,6 @@ def _names(source: str) -> frozenset[str]:
 
 def syntax_error(value: Any, is_expression: bool = False) -> str | None:
     """The first Jinja2 syntax error in a value's templates, if any."""
-    env = environment()
     for text in _strings(value):
         source = text
         if is_expression:
@@ -397,10 +374,22 @@ def syntax_error(value: Any, is_expression: bool = False) -> str | None:
             source = "{{ " + inner + " }}"
         elif not is_template(text):
             continue
-        try:
-            env.parse(source)
-        except jinja2.TemplateSyntaxError as exc:
-            return f"template syntax error: {exc.message}"
+        problem = _syntax_error(source)
+        if problem is not None:
+            return problem
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _syntax_error(source: str) -> str | None:
+    if _constant(source) or _simple_names(source) is not None:
+        return None
+    import jinja2
+
+    try:
+        environment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"template syntax error: {exc.message}"
     return None
 
 
@@ -417,6 +406,8 @@ def _strings(value: Any) -> Iterable[str]:
 
 def render_file(name: str, search_path: tuple[str, ...], variables: Mapping[str, Any]) -> str:
     """Render a template file found on the search path; errors name template:line."""
+    import jinja2
+
     env = environment(search_path)
     try:
         template = env.get_template(name)
@@ -436,6 +427,8 @@ def render_file(name: str, search_path: tuple[str, ...], variables: Mapping[str,
 
 def _render(template: jinja2.Template, variables: Mapping[str, Any]) -> str:
     """Render, refusing a result beyond MAX_RENDER as it grows (never built whole first)."""
+    from .sandbox import MAX_RENDER, Refused
+
     parts = []
     size = 0
     if type(variables) is dict:

@@ -177,3 +177,28 @@ def test_unwritable_trail_raises_audit_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(AuditError, match="cannot write the audit trail"):
         AuditLog(blocker / "audit.jsonl").start("run-1", "apply")
+
+
+def test_a_read_only_run_waits_only_for_its_first_record_and_its_run_end(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", clock=lambda: 0.0)
+    run = log.start("run-1", "check", Redactor(("s3cret-value",)), read_only=True)
+    assert len(read_records(log.path)) == 1  # run_start is on disk: the trail is writable, checked before any host
+    run.record("host", "web-1", message="s3cret-value")
+    run.record("host_end", "web-1", status="ok")
+    assert len(read_records(log.path)) == 1  # queued: no host waited for an fsync
+    copied = run.lines_for("web-1")  # what audit_remote_dir copies: written first, then byte for byte
+    assert copied == b"".join(lines(log.path))
+    run.record("run_end", exit_code=0)
+    records = read_records(log.path)
+    assert [r["event"] for r in records] == ["run_start", "host", "host_end", "run_end"]
+    assert verify(log.path).ok and b"s3cret-value" not in log.path.read_bytes()
+
+
+def test_a_read_only_runs_queued_records_that_cannot_be_written_fail_its_run_end(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    run = log.start("run-1", "check", read_only=True)
+    run.record("host", "web-1")  # queued
+    log.path.unlink()
+    log.path.mkdir()  # the trail can no longer be written
+    with pytest.raises(AuditError, match="cannot write the audit trail"):
+        run.record("run_end", exit_code=0)

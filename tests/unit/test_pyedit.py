@@ -400,3 +400,19 @@ def test_edits_from_many_threads_at_once() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert set(results) == {source.replace("B = 2\n", "B = 2\nC = 'x'\n")}
+
+
+def test_the_same_edit_of_the_same_source_is_computed_once_and_keeps_the_value_type() -> None:
+    """Hosts holding the same file share one computation; 1, 1.0 and True stay three edits; errors repeat."""
+    from remediate.edits import pyedit
+
+    pyedit._ensure_assignment_once.cache_clear()
+    source = "A = 0\nB = 'x'\n"
+    results = [pyedit.ensure_assignment(source, "A", v) for v in (1, 1, 1.0, True, "1", None)]
+    assert results == ["A = 1\nB = 'x'\n", "A = 1\nB = 'x'\n", "A = 1.0\nB = 'x'\n", "A = True\nB = 'x'\n",
+                       "A = '1'\nB = 'x'\n", "A = None\nB = 'x'\n"]
+    assert pyedit._ensure_assignment_once.cache_info().hits == 1
+    for _ in range(2):
+        with pytest.raises(EditError, match="anchor assignment C not found"):
+            pyedit.ensure_assignment(source, "D", 1, after="C")
+    assert pyedit.ensure_assignment(source, "A", [1]) == "A = [1]\nB = 'x'\n"  # not a scalar: not kept
