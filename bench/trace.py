@@ -26,7 +26,9 @@ _lock = threading.Lock()
 
 
 def wrap(cls: Any, name: str, label: Callable[[tuple[Any, ...]], str]) -> None:
-    orig = getattr(cls, name)
+    orig = getattr(cls, name, None)
+    if orig is None:  # an older tree (bench/run profile of a base commit)
+        return
 
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
@@ -47,7 +49,9 @@ def command_label(args: tuple[Any, ...]) -> str:
 
 
 wrap(ssh.SSHTransport, "connect", lambda a: "connect (TCP, SSH handshake, auth, shell started)")
-wrap(ssh.SSHTransport, "run", command_label)
+wrap(ssh.SSHTransport, "_run", lambda a: command_label(a[1:]))  # every identity's commands (AsUser too)
+wrap(ssh.SSHTransport, "keep", lambda a: "run lock taken in the host's shell (keep)")
+wrap(ssh.SSHTransport, "let_go", lambda a: "run lock let go (let_go)")
 wrap(pending.PendingStore, "_save", lambda a: "owed-reload record write (fsync)")
 wrap(audit.AuditLog, "append", lambda a: f"audit append: {a[0].get('event')}")
 

@@ -2,6 +2,7 @@
 verification asks for it, and end with the host's result (and a copy of its records on the host, if asked)."""
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -90,11 +91,12 @@ class HostRunner:
             return HostResult(name, Status.FAILED, (), "interrupted before this host started")
         try:
             self.ctx.transport.connect()
-            self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
             if self._holder is not None and not self.ctx.host.is_local:
                 # `connection: local`: the controller is the host, and its lock in the state directory is the
                 # run lock (a host lock keyed by name would serialise every local inventory's `here` on a machine)
                 self._lock_on_host(self._holder)
+            else:
+                self.ctx.record("host", **self.ctx.transport.identity().audit_fields())
             for play in self.plays:
                 if self._hold(play):
                     continue
@@ -154,11 +156,29 @@ class HostRunner:
                 break
 
     def _lock_on_host(self, holder: Holder) -> None:
-        """The run lock on the host itself (other controllers); Locked naming the holder."""
+        """The `host` record and the run lock on the host itself (other controllers), at once: the record's
+        fsync on the controller overlaps the lock's round trip to the host, and the record still comes first in
+        the trail (before the notice of a stale lock and every intent). Locked naming the holder."""
         host = self.ctx.host
-        lock = HostSideLock(self.ctx.transport, host.name, self.ctx.transport.identity().address)
-        stale = lock.acquire(holder, self.ctx.options.wait_lock, lambda m: self.ctx.progress("run lock", m))
-        self._host_lock = lock
+        identity = self.ctx.transport.identity()
+        failed: list[BaseException] = []
+
+        def record() -> None:
+            try:
+                self.ctx.record("host", **identity.audit_fields())
+            except BaseException as exc:  # noqa: BLE001 - raised again on this host's thread below
+                failed.append(exc)
+
+        writer = threading.Thread(target=record, name=f"{host.name}: host record", daemon=True)
+        writer.start()
+        try:
+            lock = HostSideLock(self.ctx.transport, host.name, identity.address)
+            stale = lock.acquire(holder, self.ctx.options.wait_lock, lambda m: self.ctx.progress("run lock", m))
+            self._host_lock = lock
+        finally:
+            writer.join()
+            if failed:  # a trail that cannot be written stops the run, before a refusal by the lock
+                raise failed[0]
         if stale:
             self.log.notices.append(stale)
             self.ctx.record("notice", message=stale)

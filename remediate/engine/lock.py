@@ -4,10 +4,11 @@ the host's first step to after its last record, both naming their holder to the 
 
 The controller's lock is a flock(2) on STATE_DIR/locks/HOST.lock: the kernel releases it when its holder dies,
 and the holder's description left in the file then tells that a run was killed (a stale lock, taken over, saying
-so). The host's lock is a short script on the host holding flock(1) on ROOT/.locks/run.HOST@ADDRESS (ROOT: the
-default backup root of the user the host's commands run as) while its
-stdin stays open: the run's end closes it, and so does a controller that dies (the connection, or the pipe,
-goes with it), so a killed controller never leaves the host locked. A `connection: local` host takes only the
+so). The host's lock is a flock(1) on ROOT/.locks/run.HOST@ADDRESS (ROOT: the
+default backup root of the user the host's commands run as) taken in the host's own shell, the one that runs the
+run's commands, and held by that shell's descriptor 6 (no command inherits it): the run's end lets it go, and so
+does a controller that dies (its connection goes, the shell reads the end of its input and exits once the
+command it runs, if any, has ended), so a killed controller never leaves the host locked past its last command. A `connection: local` host takes only the
 controller's lock: the controller is the host.
 """
 from __future__ import annotations
@@ -21,11 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import quote
 
 from ..facts.files import ROOT_SCRIPT
-from ..transport.base import Held
+from ..transport.base import Keeps
 
 # how often a run waiting for a lock (--wait-lock) tries again, in seconds
 POLL = 0.2
@@ -166,42 +167,40 @@ def _read(fd: int) -> str:
     return os.pread(fd, 65536, 0).decode("utf-8", "replace").strip()
 
 
-# Args: a backup_dir ("": the user's default root), the lock's name, the holder's description. Prints
-# MARK lines (the login shell's own output may come first): STALE (a holder that was killed), then LOCKED and
-# waits for stdin to close, or HELD with the holder and exits 75.
-_HOLD = ROOT_SCRIPT + r"""
-resolve_root "$1"
-name=$2 info=$3
-umask 077
+# The body of a shell function run in the host's own shell (transport `keep`), so descriptor 6, the lock, is
+# held by that shell for as long as it lives: no channel or login of its own. Args: a backup_dir ("": the
+# user's default root), the lock's name, the holder's description. Prints MARK lines: STALE (a holder that
+# was killed), then LOCKED (returns 0), or HELD with the holder (returns 75). It never exits: it runs in the
+# shell that runs every later command. Its files are created with umask 077 (in a subshell); flock is its
+# only process besides that subshell.
+_TAKE = ROOT_SCRIPT + r"""
 command -v flock >/dev/null 2>&1 || {
-  echo "remediate: flock (util-linux) is not installed on the host; it is needed for the run lock" >&2; exit 69; }
-mkdir -p -- "$root/.locks" || exit 73
-l=$root/.locks/run.$name
-exec 9>>"$l" || exit 73
-if ! flock -n 9; then printf '%s HELD %s\n' "MARK" "$(cat -- "$l.holder" 2>/dev/null)"; exit 75; fi
-old=$(cat -- "$l.holder" 2>/dev/null || true)
-if [ -n "$old" ]; then printf '%s STALE %s\n' "MARK" "$old"; fi
-printf '%s\n' "$info" > "$l.holder" || exit 73
-trap ': > "$l.holder"' EXIT
+  echo "remediate: flock (util-linux) is not installed on the host; it is needed for the run lock" >&2; return 69; }
+remediate_l=$(resolve_root "$1" && umask 077 && { [ -d "$root/.locks" ] || mkdir -p -- "$root/.locks"; } &&
+  l=$root/.locks/run.$2 && : >> "$l" && : >> "$l.holder" && printf '%s' "$l") || return 73
+command exec 6>>"$remediate_l" || return 73
+remediate_o=
+IFS= read -r remediate_o < "$remediate_l.holder" || :
+if ! flock -n 6; then printf '%s HELD %s\n' "MARK" "$remediate_o"; exec 6>&-; return 75; fi
+if [ -n "$remediate_o" ]; then printf '%s STALE %s\n' "MARK" "$remediate_o"; fi
+printf '%s\n' "$3" > "$remediate_l.holder" || { exec 6>&-; return 73; }
+trap '[ ! -e "$remediate_l.holder" ] || : > "$remediate_l.holder"' EXIT
 trap 'exit 129' HUP
 trap 'exit 143' TERM
 trap 'exit 141' PIPE
 printf '%s LOCKED\n' "MARK"
-cat >/dev/null
 """.replace('"MARK"', MARK)
 
-
-@runtime_checkable
-class Holds(Protocol):
-    """A transport that can keep a command running on the host for the length of a run."""
-
-    def hold(self, argv: list[str], ready: str) -> Held:
-        """Start argv with its stdin open; return once it printed `ready` (or ended)."""
-        ...
+# keep's undoing: the holder emptied (a released lock is not stale), then the lock let go
+_LET_GO = r"""
+: > "$remediate_l.holder"
+trap - EXIT
+exec 6>&-
+"""
 
 
 class HostSideLock:
-    """The lock on the host itself, held by a script whose stdin stays open until `release`. It lives in the
+    """The lock on the host itself, held by the host's shell (transport `keep`) until `release`. It lives in the
     default backup root of the user the host's commands run as (/var/lib/remediate/backups for root, else
     ~/.local/state/remediate/backups), not in a configured backup_dir: every controller reaching the host as
     that user meets there, whatever its inventory says, and the user can always create it."""
@@ -210,33 +209,32 @@ class HostSideLock:
         self.transport = transport
         self.host = host
         self.name = quote(f"{host}@{address}", safe="@")
-        self._held: Held | None = None
+        self._kept = False
 
     def acquire(self, me: Holder, wait: float, waiting: Callable[[str], None],
                 sleep: Callable[[float], None] = time.sleep) -> str:
         """Like ControllerLock.acquire, on the host; "" without a notice, and nothing at all when the transport
-        cannot hold a command (then only the controller's lock serialises runs)."""
-        if not isinstance(self.transport, Holds):
+        cannot keep a descriptor in the host's shell (then only the controller's lock serialises runs)."""
+        if not isinstance(self.transport, Keeps):
             return ""
         began = time.monotonic()
         told = False
         where = ", on the host"
         while True:
-            held = self.transport.hold(["sh", "-c", _HOLD, "remediate-lock", "", self.name, me.dumps()],
-                                       f"{MARK} LOCKED")
-            marks = [line.split(" ", 2)[1:] for line in held.lines if line.startswith(MARK + " ")]
-            if held.running:
-                self._held = held
+            result = self.transport.keep(_TAKE, ["", self.name, me.dumps()])
+            marks = [line.split(" ", 2)[1:] for line in result.out.splitlines() if line.startswith(MARK + " ")]
+            if result.ok and any(m[0] == "LOCKED" for m in marks):
+                self._kept = True
                 stale = next((Holder.parse(m[1]) for m in marks if m[0] == "STALE" and len(m) > 1), None)
                 return stale_notice(stale, where) if stale else ""
             info = next((m[1] for m in marks if m[0] == "HELD" and len(m) > 1), None)
-            if not any(m[0] == "HELD" for m in marks):
+            if result.rc != 75 or not any(m[0] == "HELD" for m in marks):
                 raise Locked(f"{self.host}: cannot take the run lock on the host: "
-                             + (held.error.strip() or "the lock script ended without a word"))
+                             + (result.err.strip() or f"the lock script ended with exit {result.rc} without a word"))
             holder = Holder.parse(info or "")
             waited = time.monotonic() - began
             if holder is not None and holder.gone() and waited < GONE_GRACE:
-                # its controller (this machine) died a moment ago: its holder script is ending with it
+                # its controller (this machine) died a moment ago: its shell on the host is ending with it
                 sleep(POLL)
                 continue
             if waited >= wait:
@@ -248,7 +246,7 @@ class HostSideLock:
             sleep(max(POLL, 0.5))
 
     def release(self) -> None:
-        """Close the script's stdin: it clears its holder file and ends."""
-        held, self._held = self._held, None
-        if held is not None:
-            held.release()
+        """Empty the holder file and let the lock go, in the host's shell (closing the connection does it too)."""
+        kept, self._kept = self._kept, False
+        if kept and isinstance(self.transport, Keeps):
+            self.transport.let_go(_LET_GO)

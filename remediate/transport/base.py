@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..core.errors import CommandFailed
 from ..core.options import is_user_name
@@ -77,15 +77,18 @@ class Identity:
                 **({"via": self.via} if self.via else {})}
 
 
-@dataclass(frozen=True)
-class Held:
-    """A command a transport keeps running on the host with its stdin open (the run lock's holder script):
-    what it printed up to its ready line, whether it is still running, and how to end it (close its stdin)."""
+@runtime_checkable
+class Keeps(Protocol):
+    """A transport that can run a script in the host's shell itself (not a subshell, as every command), so that
+    what it opens, the run lock's descriptor, stays open for the run without a channel or login of its own."""
 
-    lines: tuple[str, ...]
-    running: bool
-    error: str
-    release: Callable[[], None]
+    def keep(self, script: str, args: Sequence[str]) -> CommandResult:
+        """Run script (a shell function's body) with args in the host's shell itself; its result."""
+        ...
+
+    def let_go(self, script: str) -> None:
+        """Run script in the host's shell itself to undo keep's, and stop keeping (best effort)."""
+        ...
 
 
 class Transport(Protocol):

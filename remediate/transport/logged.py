@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .base import Become, CommandResult, Identity, Transport, shell_command
+from .base import Become, CommandResult, Identity, Keeps, Transport, shell_command
 
 if TYPE_CHECKING:
     from .docker import DockerAPI
@@ -36,6 +36,21 @@ class Logged:
         result = self._transport.run(argv, stdin=stdin, env=env, cwd=cwd, timeout=timeout)
         log.debug("%s: rc=%s in %.3f s", self.name, result.rc, time.monotonic() - started)
         return result
+
+    def keep(self, script: str, args: Sequence[str]) -> CommandResult:
+        """The wrapped transport's keep (the run lock), logged; refused (exit 127) by one that cannot keep."""
+        log.debug("%s: keep %s", self.name, shell_command(["remediate_kept", *args]))
+        if not isinstance(self._transport, Keeps):
+            return CommandResult(("remediate_kept", *args), 127, b"", b"this transport cannot keep a descriptor")
+        result = self._transport.keep(script, args)
+        log.debug("%s: keep rc=%s", self.name, result.rc)
+        return result
+
+    def let_go(self, script: str) -> None:
+        """The wrapped transport's let_go, logged."""
+        log.debug("%s: let go", self.name)
+        if isinstance(self._transport, Keeps):
+            self._transport.let_go(script)
 
     def interrupt(self) -> None:
         """Interrupt the wrapped transport."""

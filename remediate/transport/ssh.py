@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CommandFailed, Interrupted, StepError, Unreachable
 from . import sudo
-from .base import Become, CommandResult, Held, Identity, Transport, shell_command
+from .base import Become, CommandResult, Identity, Transport, shell_command
 from .keys import KeyStore, KeyUnusable, Tried, auth_failure, fingerprint_of, strategy
 from .sshconfig import Defaults, Hop, Route, SSHConfig, resolve
 
@@ -164,6 +164,7 @@ class SSHTransport:
         self.client_key_fingerprint: str | None = None
         self._interrupted = threading.Event()
         self._shells: dict[str | None, _Shell] = {}  # by become user (None: the login user)
+        self._kept: dict[str | None, str] = {}  # what keep() ran in each shell, to run again in a new one
         self._views: dict[str | None, AsUser] = {}
         self._lock = threading.Lock()
         self._dockers: dict[str | None, DockerAPI] = {}  # the Engine API, by become user (None: the login user)
@@ -314,6 +315,8 @@ class SSHTransport:
         self._connect_as(self.become)
 
     def _connect_as(self, become: Become | None) -> None:
+        if become is not None and become.user == self.route.target.user:
+            become = None  # as run() does: already that user, no sudo shell
         with self._lock:
             self._open()
             key = become.user if become else None
@@ -385,32 +388,39 @@ class SSHTransport:
         with self._lock:
             return self._start_channel(shell_command(argv), become, time.monotonic() + limit)
 
-    def hold(self, argv: Sequence[str], ready: str) -> Held:
-        """Start argv on a channel of its own with its stdin open, and return once it printed the line `ready`
-        (or ended). Releasing closes its stdin; a controller that dies drops the connection, which ends it too."""
-        chan = self.open_channel(argv, self.options.connect_timeout + 60)
-        chan.settimeout(1.0)
-        deadline = time.monotonic() + self.options.connect_timeout + self.options.command_timeout
-        buf = b""
-        while time.monotonic() < deadline and not self._interrupted.is_set():
+    def keep(self, script: str, args: Sequence[str]) -> CommandResult:
+        """Run script, a shell function's body, with args in the host's shell itself (every other command runs
+        in a subshell): what it opens (the run lock's descriptor) stays open as long as that shell, no command
+        inherits it, and it costs no channel, session or login of its own. A shell started again later (after a
+        command that timed out was killed with its shell) runs it again before its first command."""
+        command = shell_command(["remediate_kept", *args])
+        definition = f"remediate_kept() {{\n{script}\n}}; {command}"
+        become = self._commands_become()
+        key = become.user if become else None
+        with self._lock:
+            result = self._in_shell(become, ["remediate_kept", *args[:1]], definition,
+                                    self.options.connect_timeout + self.options.command_timeout, itself=True)
+            if result.ok:
+                self._kept[key] = definition
+        return result
+
+    def let_go(self, script: str) -> None:
+        """Run script in the host's shell itself, as keep's undoing, and stop keeping: best effort (an interrupted
+        run or a shell that is gone lets go when the shell ends, which closing the connection does)."""
+        become = self._commands_become()
+        key = become.user if become else None
+        with self._lock:
+            if self._kept.pop(key, None) is None or self._interrupted.is_set() or key not in self._shells:
+                return
             try:
-                data = chan.recv(4096)
-            except socket.timeout:
-                continue
-            if not data:
-                break
-            buf += data
-            lines = buf.decode("utf-8", "replace").split("\n")
-            if ready in lines[:-1]:
-                return Held(tuple(lines[:lines.index(ready) + 1]), True, "", lambda: _end_held(chan))
-        err = b""
-        try:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-        finally:
-            chan.close()
-        return Held(tuple(buf.decode("utf-8", "replace").splitlines()), False, err.decode("utf-8", "replace"),
-                    lambda: None)
+                self._in_shell(become, ["remediate_let_go"], f"remediate_let_go() {{\n{script}\n}}; remediate_let_go",
+                               self.options.connect_timeout, itself=True)
+            except (StepError, CommandFailed, Interrupted, OSError, EOFError):
+                pass
+
+    def _commands_become(self) -> Become | None:
+        """Whom this transport's commands run as, in which shell (run()'s rule: become of the login user is none)."""
+        return None if self.become is None or self.become.user == self.route.target.user else self.become
 
     def _channel(self) -> paramiko.Channel:
         import paramiko
@@ -502,7 +512,7 @@ class SSHTransport:
         raise CommandFailed(tuple(argv), 124, "", f"timed out after {limit:g} s; {killed}")
 
     def _in_shell(self, become: Become | None, argv: Sequence[str], command: str, limit: float,
-                  stdin: bytes | None = None) -> CommandResult:
+                  stdin: bytes | None = None, itself: bool = False) -> CommandResult:
         # sshd runs every exec request through the login shell and its startup files (often ~0.1 s of
         # CPU each: pyenv, conda, rvm init); one `sh` per identity reading commands pays that once, not per command
         deadline = time.monotonic() + limit
@@ -514,6 +524,14 @@ class SSHTransport:
         token = secrets.token_hex(16)
         if shell is None:
             shell = self._shells[key] = self._start_shell(become)
+            kept = self._kept.get(key)
+            if kept is not None and not itself:
+                # the shell that held what keep() opened is gone (killed with a command that timed out): take it again
+                again = self._in_shell(become, ["remediate_kept"], kept, limit, itself=True)
+                if not again.ok:
+                    self._kept.pop(key, None)
+                    raise StepError(f"{self.route.where}: the run lock on the host went with its shell and cannot be "
+                                    f"taken again: {(again.out + again.err).strip()[-300:]}; not run")
         try:
             if stdin and shell.ready:
                 shell.await_ready(deadline, self._interrupted)  # inline stdin needs base64 on the host: learn it first
@@ -524,10 +542,10 @@ class SSHTransport:
                 # subshell's ")" unread: a syntax error, nothing runs); "-" is not in base64's alphabet
                 end = f"END-{token}"
                 command = f"base64 -d <<'{end}' | {command}\n{base64.encodebytes(stdin).decode()}{end}"
-            # a subshell, so cd/exports stay with the command; stdin is never the shell's own input
-            shell.send(
-                f"( {command}\n) </dev/null; printf '%s %d\\n' {token}o $?; printf '%s\\n' {token}e >&2\n".encode()
-            )
+            # a subshell, so cd/exports stay with the command; stdin is never the shell's own input, nor is
+            # descriptor 6 (keep()'s: the run lock) any command's, so nothing a command leaves running holds it
+            run = f"{command}\n" if itself else f"( {command}\n) </dev/null 6>&-; "
+            shell.send(f"{run}printf '%s %d\\n' {token}o $?; printf '%s\\n' {token}e >&2\n".encode())
             if shell.ready:
                 shell.await_ready(deadline, self._interrupted)
             out, err, status = shell.until(token, deadline, self._interrupted)
@@ -739,17 +757,6 @@ class _Shell:
 
     def close(self) -> None:
         self.chan.close()
-
-
-def _end_held(chan: paramiko.Channel) -> None:
-    """Close a held command's stdin, give it a moment to clean up, close the channel."""
-    try:
-        chan.shutdown_write()
-        chan.status_event.wait(10)
-    except (OSError, EOFError):
-        pass
-    finally:
-        chan.close()
 
 
 def unread_to(seen: bytes | bytearray, mark: bytes) -> int:

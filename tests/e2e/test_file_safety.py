@@ -130,6 +130,31 @@ def test_write_is_atomic_with_a_backup_outside_the_project(project: Path, backup
     assert staged(backups) == []
 
 
+def test_a_write_keeps_mode_and_owner_and_a_second_change_keeps_the_first_backup(
+    project: Path, backups: Path, transport: SSHTransport
+) -> None:
+    """An executable owned by another user keeps its mode and owner (copied in one `cp --attributes-only`), its
+    backup is 0600 whatever the file's mode; a second write in the same run compares the file itself and
+    leaves the original's backup as it was."""
+    path = project / "run.sh"
+    path.write_bytes(b"#!/bin/sh\necho 1\n")
+    path.chmod(0o751)
+    os.chown(path, 65534, 65534)
+    first = read_file(transport, str(path), str(backups))
+    backup = backup_path(first.backup_root, RUN, str(path))
+    write_file(transport, str(path), b"#!/bin/sh\necho 2\n", first.sha256, backup, root=first.backup_root)
+    st = path.stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o751, 65534, 65534)
+    assert Path(backup).read_bytes() == b"#!/bin/sh\necho 1\n" and Path(backup).stat().st_mode & 0o777 == 0o600
+    second = read_file(transport, str(path), str(backups))
+    with pytest.raises(WriteConflict, match="changed since it was read"):
+        write_file(transport, str(path), b"lost\n", first.sha256, backup, root=first.backup_root)
+    write_file(transport, str(path), b"#!/bin/sh\necho 3\n", second.sha256, backup, root=first.backup_root)
+    assert path.read_bytes() == b"#!/bin/sh\necho 3\n" and path.stat().st_mode & 0o7777 == 0o751
+    assert Path(backup).read_bytes() == b"#!/bin/sh\necho 1\n", "the original's backup is kept"
+    assert names(project) == ["run.sh"] and staged(backups) == []
+
+
 def test_content_that_arrives_damaged_is_never_written(project: Path, backups: Path, transport: SSHTransport) -> None:
     from remediate.facts.files import _WRITE
 
@@ -138,7 +163,8 @@ def test_content_that_arrives_damaged_is_never_written(project: Path, backups: P
     expected = hashlib.sha256(b"original\n").hexdigest()
     promised = hashlib.sha256(b"new content\n").hexdigest()
     backup = backup_path(str(backups), RUN, str(path))
-    result = transport.run(["sh", "-c", _WRITE, "sh", str(path), expected, backup, "644", promised, str(backups), "", "5"],
+    result = transport.run(["sh", "-c", _WRITE, "sh", str(path), expected, backup, "644", promised, str(backups), "", "5",
+                            "0123456789abcdef"],
                            stdin=b"new cont")  # cut short
     assert result.rc == 74 and "arrived damaged" in result.err
     assert path.read_bytes() == b"original\n"
