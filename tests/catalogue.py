@@ -38,20 +38,22 @@ def containers(stack: lab.LabStack) -> dict[str, str]:
     ids = stack.compose("ps", "-a", "-q").stdout.split()
     if not ids:
         return {}
-    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}}", *ids],
+    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}} "
+                             "{{.State.Restarting}}", *ids],
                             capture_output=True, text=True, check=True)
     return {line.split()[0]: line for line in result.stdout.splitlines()}
 
 
 def untouched(before: dict[str, str], after: dict[str, str]) -> bool:
     """The same containers, none restarted or recreated by a command (docker's own restart policy restarting
-    one counts its RestartCount up: its start time may move)."""
+    one counts its RestartCount up: its start time may move; docker counts up when the container exits, so one
+    seen `restarting` had its count raised already for the start that follows)."""
     if before.keys() != after.keys():
         return False
     for name, line in before.items():
-        _, cid, count, started = line.split()
-        _, cid2, count2, started2 = after[name].split()
-        if cid != cid2 or (count == count2 and started != started2):
+        _, cid, count, started, restarting = line.split()
+        _, cid2, count2, started2, _ = after[name].split()
+        if cid != cid2 or (count == count2 and started != started2 and restarting != "true"):
             return False
     return True
 
@@ -94,8 +96,10 @@ class FaultLab:
         self.dirty = True
         return lab.break_(self.stack, fault)
 
-    def flow(self, fault: str, playbook: str, *, finding: str | None = None) -> Flow:
-        """The catalogue's flow for one fault on this lab (see the module docstring); marks the lab clean."""
+    def flow(self, fault: str, playbook: str, *, finding: str | None = None,
+             while_broken: Callable[[], None] | None = None) -> Flow:
+        """The catalogue's flow for one fault on this lab (see the module docstring); marks the lab clean.
+        `while_broken` is the test's own look at the broken lab, after check mode and before the fix."""
         code = finding or fault.replace("-", "_")
         seen = Flow()
         t = time.monotonic()
@@ -122,6 +126,9 @@ class FaultLab:
         assert untouched(running, now), f"check mode restarted or recreated a container: {running} -> {now}"
         seen.check = check.stdout
         t = seen.took("check", t)
+        if while_broken is not None:
+            while_broken()
+            t = seen.took("while broken", t)
 
         applied = self.cli("apply", "lab", "-p", playbook, "--format", "json")
         assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
