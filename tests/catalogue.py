@@ -38,21 +38,22 @@ def containers(stack: lab.LabStack) -> dict[str, str]:
     ids = stack.compose("ps", "-a", "-q").stdout.split()
     if not ids:
         return {}
-    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}} {{.State.Status}}", *ids],
+    result = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.RestartCount}} {{.State.StartedAt}} "
+                             "{{.State.Restarting}}", *ids],
                             capture_output=True, text=True, check=True)
     return {line.split()[0]: line for line in result.stdout.splitlines()}
 
 
 def untouched(before: dict[str, str], after: dict[str, str]) -> bool:
     """The same containers, none restarted or recreated by a command (docker's own restart policy restarting
-    one counts its RestartCount up: its start time may move; docker counts a restart when it schedules it, so
-    a container that was waiting out its restart delay may start again with the same count)."""
+    one counts its RestartCount up: its start time may move; docker counts up when the container exits, so one
+    seen `restarting` had its count raised already for the start that follows)."""
     if before.keys() != after.keys():
         return False
     for name, line in before.items():
-        _, cid, count, started, status = line.split()
+        _, cid, count, started, restarting = line.split()
         _, cid2, count2, started2, _ = after[name].split()
-        if cid != cid2 or (count == count2 and started != started2 and status != "restarting"):
+        if cid != cid2 or (count == count2 and started != started2 and restarting != "true"):
             return False
     return True
 
@@ -95,9 +96,11 @@ class FaultLab:
         self.dirty = True
         return lab.break_(self.stack, fault)
 
-    def flow(self, fault: str, playbook: str, *, finding: str | None = None, apply_args: tuple[str, ...] = (),
+    def flow(self, fault: str, playbook: str, *, finding: str | None = None,
+             while_broken: Callable[[], None] | None = None, apply_args: tuple[str, ...] = (),
              applied_rc: tuple[int, ...] = (0,)) -> Flow:
         """The catalogue's flow for one fault on this lab (see the module docstring); marks the lab clean.
+        `while_broken` is the test's own look at the broken lab, after check mode and before the fix;
         `apply_args` go to the first apply; `applied_rc` are the exit codes it may honestly end with (4: a
         verification PENDING, its soonest task due beyond --verify-timeout)."""
         code = finding or fault.replace("-", "_")
@@ -126,6 +129,9 @@ class FaultLab:
         assert untouched(running, now), f"check mode restarted or recreated a container: {running} -> {now}"
         seen.check = check.stdout
         t = seen.took("check", t)
+        if while_broken is not None:
+            while_broken()
+            t = seen.took("while broken", t)
 
         applied = self.cli("apply", "lab", "-p", playbook, "--format", "json", *apply_args)
         assert applied.returncode in applied_rc, applied.stdout[-4000:] + applied.stderr[-2000:]

@@ -1,10 +1,13 @@
-"""Celery verifications: the worker registered the expected tasks; the soonest-due PeriodicTasks really ran."""
+"""Celery verifications: the worker registered the expected tasks; the soonest-due PeriodicTasks really ran; a row
+runs exactly once per period (one beat sends it)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..celery.periods import SETTLE, Count, count_runs, edges, proof_row
 from ..celery.schedules import iso, soonest
 from ..celery.tasks import unregistered
 from ..core.errors import CommandFailed, StepError, tail_lines
@@ -152,3 +155,80 @@ class TasksRunAction(Action):
             ctx.progress(f"{names} due {iso(due)}, deadline {iso(deadline)} ({lag_words}); last seen: {summary}")
             ctx.sleep(self.interval)
             state = self._query(ctx, started)
+
+
+@dataclass(frozen=True)
+class OncePerPeriodAction(Action):
+    """Count a PeriodicTask's TaskResults over `periods` full periods and require exactly one in each: the named
+    rows, else the enabled row whose periods end soonest. Periods are counted from the row's first due time after
+    this step starts (the playbook has seen the worker ready by then, so what waited in the queue while it was
+    recreated is done); two runs in a period fail at once, naming their times."""
+
+    is_change = False
+    state: ShellQuery  # the state query, in a service that reads the database
+    periods: int
+    rows: tuple[str, ...] = ()
+    interval: float = 10.0
+
+    def describe(self) -> str:
+        which = ", ".join(self.rows) if self.rows else "the periodic task whose periods end soonest"
+        return f"{which}: exactly one TaskResult per period over {self.periods} period(s)"
+
+    def _chosen(self, state: CeleryState, start: datetime) -> dict[str, tuple[datetime, ...]] | str:
+        """Each row to count and its due times (the period edges), or why there is none."""
+        if not self.rows:
+            best = proof_row(state.tasks, start, self.periods)
+            if best is None:
+                return "no enabled PeriodicTask can fire: nothing to count runs of"
+            return {best[0].name: best[1]}
+        tasks = {t.name: t for t in state.tasks}
+        missing = [name for name in self.rows if name not in tasks]
+        if missing:
+            return f"no PeriodicTask named {', '.join(missing)}"
+        out = {}
+        for name in self.rows:
+            due = edges(tasks[name], start, self.periods) if tasks[name].enabled else None
+            if due is None:
+                return f"{name} is disabled or can never fire: it has no periods to count runs in"
+            out[name] = due
+        return out
+
+    def execute(self, ctx: ExecContext) -> Outcome:
+        state = parse_state(self.state.ask(ctx.transport, "state query"))
+        start = state.now or datetime.fromtimestamp(ctx.clock(), timezone.utc)
+        chosen = self._chosen(state, start)
+        if isinstance(chosen, str):
+            return Outcome(failed=True, message=chosen)
+        end = max(due[-1] for due in chosen.values()) + SETTLE
+        data: dict[str, Any] = {"start": start.isoformat(), "rows": {n: [d.isoformat() for d in due] for n, due in chosen.items()},
+                                "confirm_after": end.isoformat()}
+        names = ", ".join(chosen)
+        if end > start + timedelta(seconds=ctx.verify_timeout):
+            return Outcome(pending=True, data=data,
+                           message=f"PENDING: {names}: {self.periods} period(s) from {iso(min(d[0] for d in chosen.values()))}; "
+                                   f"can be confirmed after {iso(end)} (beyond --verify-timeout {ctx.verify_timeout:g} s)")
+        after = json.dumps({n: due[0].isoformat() for n, due in chosen.items()})
+        # the host's clock judges the periods; the controller's bounds the wait should the host's stand still
+        give_up = ctx.clock() + (end - start).total_seconds() + 120
+        while True:
+            state = parse_state(self.state.ask(ctx.transport, "state query", REMEDIATE_RESULTS_OF=after))
+            now = state.now or datetime.fromtimestamp(ctx.clock(), timezone.utc)
+            runs, why = state.row_runs()
+            if why:
+                return Outcome(failed=True, data=data, message=f"{names}: {why}")
+            verdicts = [count_runs(n, runs.get(n, ()), due, now) for n, due in chosen.items()]
+            data = {**data, "periods": {n: [{"start": p.start.isoformat(), "end": p.end.isoformat(),
+                                             "done": [t.isoformat() for t in p.done]} for p in v.periods]
+                                        for n, v in zip(chosen, verdicts)}}
+            bad = [v.message for v in verdicts if v.count in (Count.TWICE, Count.MISSING)]
+            if bad:
+                return Outcome(failed=True, data=data, message="; ".join(bad))
+            if all(v.count is Count.OK for v in verdicts):
+                return Outcome(data=data, message=f"counted from {iso(start)} (this step's start): "
+                                                  + "; ".join(v.message for v in verdicts))
+            if ctx.clock() >= give_up:
+                return Outcome(failed=True, data=data, message=f"{names}: the host's clock reads {iso(now)}, "
+                                                              f"still before {iso(end)}: no verdict")
+            ctx.progress("; ".join(v.message for v in verdicts) + f"; can be confirmed after {iso(end)}")
+            ends = [p.end + SETTLE for v in verdicts for p in v.periods if p.end + SETTLE > now]
+            ctx.sleep(max(1.0, min([self.interval] + [(e - now).total_seconds() for e in ends])))

@@ -114,9 +114,9 @@ class AuditLog:
         """Write the run's first record (AuditError if the trail is not writable, TrailBroken if its end does not
         match its head; with `continue_broken`, an `audit_break` record first) and return the run's writer.
 
-        `read_only`: the run changes nothing (check mode, drift), so no record has to be on disk before anything
-        the run does: its records after this first one are written with the next record that waits (its
-        `run_end` waits for all of them), and no host waits for an fsync."""
+        `read_only`: the run changes nothing (check mode, drift, diagnose), so no record has to be on disk before
+        anything the run does: its records after this first one are written with the next record that waits
+        (its `run_end` waits for all of them), and no host waits for an fsync. See RunAudit.record."""
         run = RunAudit(self, run_id, redactor, read_only)
         self._accept_break = run_id if continue_broken else None
         try:
@@ -326,6 +326,10 @@ def _last_line(fd: int) -> bytes:
     return chunk.rstrip(b"\n")
 
 
+# records a change depends on: in a run that changes something, each waits until it is on disk
+WAITED = frozenset({"intent", "result", "reload", "host_end"})
+
+
 class RunAudit:
     """One run's writer: every record of the run goes through `record`, which masks secrets."""
 
@@ -335,25 +339,44 @@ class RunAudit:
         self.redactor = redactor
         self.read_only = read_only
         self._tickets: dict[str | None, list[_Ticket]] = {}
+        self._queued: list[_Ticket] = []  # records not waited for, until their batch is known to be on disk
+        self._failed: AuditError | None = None  # a queued record that could not be written: sticky
         self._lock = threading.Lock()
 
     def record(self, event: str, host: str | None = None, **fields: Any) -> dict[str, Any] | None:
-        """Append one record of this run and return it as written (AuditError if it cannot be written). In a
-        read-only run every record but the first and `run_end` is queued (written with the next one that waits,
-        see AuditLog.start): None."""
+        """Append one record of this run and return it as written (AuditError if it cannot be written).
+
+        Only the run's first record, `run_end` and, in a run that changes something, the records a change
+        depends on (WAITED: `intent` before it, `result` after it, `reload`, and `host_end`) wait until they are on disk; the
+        others are queued (None) and written in order with the next record that waits, and if one of them could
+        not be written, that and every later waited record raise its AuditError (so no change follows a record
+        the trail lacks), see AuditLog.start."""
         doc: dict[str, Any] = {"run_id": self.run_id, "event": event}
         if host is not None:
             doc["host"] = host
         doc.update(fields)
-        ticket = self.log.queue(self.redactor.data(doc))
+        data = self.redactor.data(doc)
         with self._lock:
             first = not self._tickets
+            waits = first or event == "run_end" or (not self.read_only and event in WAITED)
+            if waits and self._failed is not None and event != "run_end":
+                raise self._failed
+            ticket = self.log.queue(data)
             self._tickets.setdefault(host, []).append(ticket)
-        if self.read_only and not first and event != "run_end":
-            return None
+            if not waits:
+                self._queued.append(ticket)
+                return None
         self.log.commit(ticket)
+        with self._lock:
+            # every record queued before this one was in its batch or an earlier one: all are done now
+            for queued in self._queued:
+                if queued.done and queued.error is not None and self._failed is None:
+                    self._failed = queued.error
+            self._queued = [q for q in self._queued if not q.done]
         if ticket.error is not None:
             raise ticket.error
+        if self._failed is not None:
+            raise self._failed
         return ticket.record
 
     def lines_for(self, host: str) -> bytes:

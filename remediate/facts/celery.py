@@ -70,6 +70,20 @@ class CeleryState:
             return None
         return int((results.get("since") or {}).get(task, 0))
 
+    def row_runs(self) -> tuple[dict[str, tuple[datetime, ...]], str]:
+        """The asked rows' TaskResult `date_done` times (REMEDIATE_RESULTS_OF), and why they cannot be told ("")."""
+        rows = self.doc.get("row_results")
+        if not isinstance(rows, Mapping):
+            return {}, "the state query listed no rows' runs"
+        if rows.get("error"):
+            return {}, f"TaskResult rows could not be read: {rows['error']}"
+        if not rows.get("extended"):
+            return {}, ("TaskResults name no PeriodicTask here (result_extended is off: set CELERY_RESULT_EXTENDED = "
+                        "True): one row's runs cannot be told from another's")
+        done = rows.get("done") or {}
+        return {name: tuple(t for t in (parse_time(v) for v in times) if t is not None)
+                for name, times in done.items()}, ""
+
 
 def parse_state(doc: Mapping[str, Any]) -> CeleryState:
     """The state query's JSON line as a CeleryState."""

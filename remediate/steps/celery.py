@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..actions.base import Action
-from ..actions.celery import RegisteredAction, TasksRunAction
+from ..actions.celery import OncePerPeriodAction, RegisteredAction, TasksRunAction
 from ..actions.commands import Report
 from ..celery.tasks import defined_tasks, find_unimported_task_modules
 from ..core.errors import StepError
@@ -89,12 +89,19 @@ class CeleryTasksRun(ComposeStep):
     instead of the soonest-due ones, and `by_results: true` takes a TaskResult since then as the proof (the worker
     writes it when the task ends: no wait for beat's database sync, 185 s with Celery's defaults).
 
+    `once_per_period: N` proves a row is sent by one beat only: from the row's first due time after the step
+    starts, N full periods, each holding exactly one TaskResult of the row (`rows`, else the enabled row whose
+    periods end soonest; django-celery-results names the row with CELERY_RESULT_EXTENDED). Two in a period fail
+    at once, naming their times; N periods beyond --verify-timeout are PENDING.
+
     ```yaml
     - name: tasks show runs
       celery_tasks_run:
         service: "{{ backend_service }}"
         beat_service: "{{ beat_service }}"
         app: "{{ celery_app }}"
+    - name: one beat sends the every-minute row (one TaskResult in each of two minutes)
+      celery_tasks_run: {service: celery_worker, beat_service: celery_beat, app: edms, once_per_period: 2}
     - name: the row beat had not seen leaves a TaskResult after the bump
       celery_tasks_run: {service: backend, beat_service: celery_beat, app: edms, since: "{{ state.json.now }}",
                          rows: [lab-heartbeat], by_results: true}
@@ -113,6 +120,7 @@ class CeleryTasksRun(ComposeStep):
     since: str = ""  # an ISO time (a query's `now` registered before the change): runs after it count
     rows: tuple[str, ...] = ()  # verify these PeriodicTasks (names) instead of the soonest-due ones
     by_results: bool = False  # with the django-db backend a TaskResult after `since` is the proof (no sync wait)
+    once_per_period: int = 0  # count TaskResults over this many periods: exactly one in each (not with since)
 
     def plan(self, facts: Facts, ctx: PlanContext) -> tuple[Action, ...]:
         f = self.facts_of(facts)
@@ -127,6 +135,11 @@ class CeleryTasksRun(ComposeStep):
             after = after if after.tzinfo else after.replace(tzinfo=timezone.utc)
         tpath = ctx.template_path
         state = state_query(f.compose, self.project(), self.service, self.app, ctx.vars, tpath, self.manage)
+        if self.once_per_period:
+            if self.once_per_period < 0 or self.since or self.by_results:
+                raise StepError("once_per_period: a number of periods (1 or more) counted from the step's start; "
+                                "not with since or by_results")
+            return (OncePerPeriodAction(state, self.once_per_period, tuple(self.rows), self.interval),)
         # beat's sync lag is asked of beat's own container: its celery and its scheduler's sync settings
         probe = beat_query(f.compose, self.project(), self.beat_service, self.app, ctx.vars, tpath, manage=self.manage)
         return (TasksRunAction(f.model.name, self.beat_service, state, probe, self.interval, self.grace, after,

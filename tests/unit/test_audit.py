@@ -18,7 +18,7 @@ def trail(tmp_path: Path, n: int = 5) -> Path:
     log = AuditLog(tmp_path / "audit.jsonl", clock=lambda: 0.0)
     run = log.start("run-1", "apply", Redactor(("s3cret-value",)), why={"reason": "test"})
     for i in range(2, n + 1):
-        run.record("step", "web-1", step=f"step {i}", message=f"message {i} with s3cret-value")
+        run.record("intent", "web-1", step=f"step {i}", message=f"message {i} with s3cret-value")
     return log.path
 
 
@@ -112,7 +112,7 @@ def test_parallel_appends_stay_one_chain(tmp_path: Path) -> None:
 
     def host(name: str) -> None:
         for i in range(40):
-            run.record("step", name, step=str(i))
+            run.record("intent", name, step=str(i))
 
     threads = [threading.Thread(target=host, args=(f"web-{n}",)) for n in range(5)]
     for t in threads:
@@ -140,7 +140,7 @@ def test_concurrent_appends_share_fsyncs_and_each_is_on_disk_when_it_returns(
 
     def host(name: str) -> None:
         for i in range(20):
-            record = run.record("step", name, step=str(i))
+            record = run.record("intent", name, step=str(i))
             if record["hash"].encode() not in log.path.read_bytes():
                 missing.append(record["seq"])
 
@@ -166,8 +166,8 @@ def test_two_writers_taking_turns_keep_one_chain(tmp_path: Path) -> None:
     first, second = AuditLog(path), AuditLog(path)
     one, two = first.start("run-1", "apply"), second.start("run-2", "apply")
     for i in range(3):
-        one.record("step", "web-1", step=str(i))
-        two.record("step", "web-2", step=str(i))
+        one.record("intent", "web-1", step=str(i))
+        two.record("intent", "web-2", step=str(i))
     assert verify(path).ok and verify(path).records == 8
     assert [r["seq"] for r in read_records(path)] == list(range(1, 9))
 
@@ -202,3 +202,35 @@ def test_a_read_only_runs_queued_records_that_cannot_be_written_fail_its_run_end
     log.path.mkdir()  # the trail can no longer be written
     with pytest.raises(AuditError, match="cannot write the audit trail"):
         run.record("run_end", exit_code=0)
+
+
+def test_a_queued_record_that_could_not_be_written_refuses_every_later_change(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    run = log.start("run-1", "apply")
+    assert run.record("step", "web-1", step="read") is None  # queued: written with the next record that waits
+    saved = log.path.read_bytes()
+    log.path.unlink()
+    log.path.mkdir()  # the disk refuses the batch that holds it
+    with pytest.raises(AuditError, match="cannot write the audit trail"):
+        run.record("intent", "web-1", step="write")
+    log.path.rmdir()
+    log.path.write_bytes(saved)  # writable again: the trail still lacks the step record, so no change may follow
+    with pytest.raises(AuditError, match="cannot write the audit trail"):
+        run.record("intent", "web-2", step="write")
+    assert [r["event"] for r in read_records(log.path)] == ["run_start"]
+    with pytest.raises(AuditError, match="cannot write the audit trail"):  # the recap names the gap
+        run.record("run_end", exit_code=1)  # and the run's end is still written
+    assert [r["event"] for r in read_records(log.path)] == ["run_start", "run_end"]
+
+
+def test_in_a_run_that_changes_something_intents_and_the_host_end_wait(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    run = log.start("run-1", "apply")
+    run.record("host", "web-1")
+    run.record("step", "web-1", step="read")
+    assert len(read_records(log.path)) == 1
+    assert run.record("intent", "web-1", step="write") is not None
+    assert [r["event"] for r in read_records(log.path)] == ["run_start", "host", "step", "intent"]
+    run.record("step", "web-1", step="write")
+    run.record("host_end", "web-1", status="changed")
+    assert [r["event"] for r in read_records(log.path)][-2:] == ["step", "host_end"]
