@@ -232,8 +232,9 @@ def _beat_pidfile(facts: CeleryFacts) -> tuple[Finding, ...]:
         version = facts.probe.versions.get("celery") if facts.probe is not None else None
         return (Finding(Severity.WARNING, "beat_pidfile",
                         f"{facts.beat} writes --pidfile {path}: after an unclean death (OOM kill, stop timeout) it "
-                        "survives the restart; celery 5.4.0 then refuses to start (exit 73), 5.7.0 removes a pidfile "
-                        "holding its own pid" + (f" (this beat runs celery {version})" if version else ""),
+                        "survives the restart; celery 5.4.0 then refuses to start (exit 73); 5.7.0 removes a pidfile "
+                        "holding its own pid but refuses one holding another live pid (beat as PID 1 killed, then run "
+                        "under `init: true` or a wrapper: pid 1 is alive)" + (f" (this beat runs celery {version})" if version else ""),
                         (f"command: {' '.join(command.argv) if command else ''}", where)),)
     return ()
 
@@ -342,9 +343,13 @@ def _migrations(facts: CeleryFacts) -> tuple[Finding, ...]:
     state = facts.state
     if state is None:
         return ()
-    beat = [c.describe() for c in (facts.services or {}).get(facts.beat, ()) if not c.running]
-    return _finding("migrations", migrations_evidence(state.doc.get("migrations"), "; ".join(beat),
-                                                      facts.beat_log))
+    # beat exited, or in docker's restart loop (a restart policy: "running" for a moment between attempts)
+    beat = [c.describe() if not c.running else f"{c.name}: {c.status}, {c.restart_count} restart(s)"
+            for c in (facts.services or {}).get(facts.beat, ())
+            if not c.running or c.status == "restarting" or (c.restart_count and "does not exist" in facts.beat_log)]
+    results = state.task_results or {}
+    return _finding("migrations", migrations_evidence(state.doc.get("migrations"), "; ".join(beat), facts.beat_log,
+                                                      "" if results.get("available") else str(results.get("error") or "")))
 
 
 def _result_backend(facts: CeleryFacts) -> tuple[Finding, ...]:

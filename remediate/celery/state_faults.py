@@ -61,20 +61,30 @@ def unapplied(migrations: Mapping[str, Any] | None, apps: Iterable[str] = CELERY
     return {a: list(pending[a]) for a in apps if pending.get(a)}
 
 
+MISSING = re.compile(r'(?:relation|column) "?[\w.]+"?(?: of relation "\w+")? does not exist')
+
+
 def migrations_evidence(migrations: Mapping[str, Any] | None, beat_state: str = "",
-                        beat_log: str = "") -> Evidence | None:
-    """Migrations of django_celery_beat / django_celery_results not applied: beat dies on a missing relation or
-    column, results cannot be stored."""
+                        beat_log: str = "", results_error: str = "") -> Evidence | None:
+    """Migrations of django_celery_beat / django_celery_results not applied: beat dies on a missing relation
+    (a database never migrated: the issue's form) or column (an upgrade without `migrate`), results cannot be
+    stored. Beat's own exception line is quoted when its log tail holds it, else the last line naming what is
+    missing (celery 5.7.0 logs the traceback after it, a line per fragment)."""
     missing = unapplied(migrations)
     if not missing:
         return None
     lines = [f"{app}: {len(names)} not applied ({', '.join(names)})" for app, names in missing.items()]
     if beat_state:
         lines.append(beat_state)
-    logged = [line.strip() for line in beat_log.splitlines() if "does not exist" in line]
-    lines += logged[-1:]
-    return Evidence(f"migrations of {', '.join(missing)} are not applied: "
-                    "their tables lack what the installed package expects", tuple(lines))
+    logged = [line.strip() for line in beat_log.splitlines() if MISSING.search(line)]
+    raised = [line for line in logged if "beat raised exception" in line]
+    quoted = (raised or logged)[-1:]
+    lines += quoted
+    if MISSING.search(results_error):
+        lines.append(f"TaskResult: {results_error}")
+    died = MISSING.search(quoted[0]) if quoted and beat_state else None
+    why = f"beat dies on start ({died.group(0)})" if died else "their tables lack what the installed package expects"
+    return Evidence(f"migrations of {', '.join(missing)} are not applied: {why}", tuple(lines))
 
 
 # --- 3 time zone ---------------------------------------------------------------------------------------------

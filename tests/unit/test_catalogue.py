@@ -53,6 +53,11 @@ CASES: dict[str, tuple[CeleryFacts, list[tuple[Severity, str]]]] = {
         replace(BASE, model=model(beat=PIDFILE, beat_mounts=(VOLUME,)), beat_log=PIDFILE_LOG,
                 services={**SERVICES, "celery_beat": (LOOPING,)}),
         [(P, "beat_pidfile")]),
+    "beat under init: true refuses a pidfile holding pid 1 (celery 5.7.0 too: lab/break beat-pidfile-init)": (
+        replace(BASE, model=model(beat=PIDFILE, beat_mounts=(VOLUME,)),
+                beat_log=PIDFILE_LOG.replace("v5.4.0 (opalescent)", "v5.7.0 (collider)"),
+                services={**SERVICES, "celery_beat": (replace(LOOPING, restart_count=3),)}),
+        [(P, "beat_pidfile")]),
     "beat writes a pidfile on a volume but runs (celery 5.7.0 removes its own)": (
         replace(BASE, model=model(beat=PIDFILE, beat_mounts=(VOLUME,))), [(W, "beat_pidfile")]),
     "a pidfile on a tmpfs is emptied on each start": (

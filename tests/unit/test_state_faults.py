@@ -154,6 +154,60 @@ def test_celery_apps_migrations_not_applied() -> None:
     assert sf.migrations_evidence({"unapplied": {"myapp": ["0002_x"]}}) is None
 
 
+# celery 5.7.0's beat on a database never migrated for either app (lab/break migrations): its exception line, then the
+# traceback a fragment per line; 40 lines later only the fragment naming the relation is left in the tail
+NEVER_LOG = ("[2026-12-01 15:04:07,012: INFO/MainProcess] beat: Starting...\n"
+             "[2026-12-01 15:04:07,019: CRITICAL/MainProcess] beat raised exception <class 'django.db.utils.ProgrammingError'>: "
+             "ProgrammingError('relation \"django_celery_beat_crontabschedule\" does not exist\\nLINE 1: ...')\n"
+             "[2026-12-01 15:04:07,045: WARNING/MainProcess] ProgrammingError\n"
+             "[2026-12-01 15:04:07,045: WARNING/MainProcess] relation \"django_celery_beat_crontabschedule\" does not exist\n"
+             "LINE 1: ...django_celery_beat_crontabschedule\".\"minute\" FROM \"django_ce...")
+NEVER = {"django_celery_beat": ["0001_initial", "0002_auto_20161118_0346"],
+         "django_celery_results": ["0001_initial", "0002_add_task_name_args_kwargs"]}
+RESULTS_GONE = 'ProgrammingError: relation "django_celery_results_taskresult" does not exist'
+
+
+@pytest.mark.parametrize("log, quoted", [
+    (NEVER_LOG, "beat raised exception"),  # beat's own exception line first
+    ("\n".join(NEVER_LOG.splitlines()[3:]), 'WARNING/MainProcess] relation "django_celery_beat_crontabschedule" does not exist'),
+])
+def test_a_database_never_migrated_names_the_missing_relation(log: str, quoted: str) -> None:
+    seen = sf.migrations_evidence({"unapplied": NEVER}, "beat exited, exit code 1", log, RESULTS_GONE)
+    assert seen is not None
+    assert seen.message == ("migrations of django_celery_beat, django_celery_results are not applied: beat dies on start "
+                            '(relation "django_celery_beat_crontabschedule" does not exist)')
+    assert seen.evidence[:3] == ("django_celery_beat: 2 not applied (0001_initial, 0002_auto_20161118_0346)",
+                                 "django_celery_results: 2 not applied (0001_initial, 0002_add_task_name_args_kwargs)",
+                                 "beat exited, exit code 1")
+    assert quoted in seen.evidence[3] and "does not exist" in seen.evidence[3]
+    assert seen.evidence[4] == f"TaskResult: {RESULTS_GONE}"
+    # beat running (no beat_state): its log is not the reason; a results error that is not a missing table is not quoted
+    running = sf.migrations_evidence({"unapplied": NEVER}, "", "", "OperationalError: connection refused")
+    assert running is not None and running.message.endswith("their tables lack what the installed package expects")
+    assert len(running.evidence) == 2
+
+
+def test_never_migrated_is_the_one_catalogue_fault_the_missing_rows_show() -> None:
+    # the tables are gone: no PeriodicTask rows, no TaskResult; nothing else of the catalogue is judged from that
+    doc = state(dict(SHANGHAI, TIME_ZONE="UTC", USE_TZ=True), [], migrations={"unapplied": NEVER},
+                task_results={"available": False, "error": RESULTS_GONE},
+                periodic_tasks_error='ProgrammingError: relation "django_celery_beat_periodictask" does not exist')
+    assert codes(facts(doc, beat_log=NEVER_LOG)) == {"migrations"}
+
+
+def test_beat_in_a_restart_loop_on_the_missing_tables_is_named() -> None:
+    # restart: unless-stopped: docker restarts beat after each death; it reads "running" between attempts
+    from remediate.facts.containers import Container
+
+    started = datetime(2026, 12, 1, 15, 16, tzinfo=timezone.utc)
+    beat = Container("id-b", "lab-celery_beat-1", "celery_beat", "restarting", True, None, started, "sha256:img", 1, 6)
+    doc = state(dict(SHANGHAI, TIME_ZONE="UTC", USE_TZ=True), [], migrations={"unapplied": NEVER})
+    finding = next(x for x in judge(facts(doc, beat_log=NEVER_LOG, services={"celery_beat": (beat,)}))[0]
+                   if x.code == "migrations")
+    assert "lab-celery_beat-1: restarting, 6 restart(s)" in finding.evidence
+    assert finding.message.endswith('beat dies on start (relation "django_celery_beat_crontabschedule" does not exist)')
+
+
 @pytest.mark.parametrize("backend, where", [
     ("redis://127.0.0.1:18702/0", "redis, not the database"),
     ("db+postgresql://edms:********@127.0.0.1/edms", "celery_taskmeta"),
