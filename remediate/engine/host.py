@@ -127,7 +127,7 @@ class HostRunner:
             why = f"stopped {log.interrupted_at}: the run was halted: {fault}" if fault else f"interrupted {log.interrupted_at}"
             message = why + (f"\n{message}" if message else "")
         return HostResult(name, status, tuple(log.results), message, self._notices(),
-                          None if status == Status.FAILED or log.verified_at is None else log.verified_at - began)
+                          None if status in (Status.FAILED, Status.PENDING) or log.verified_at is None else log.verified_at - began)
 
     def _play(self, play: Play) -> bool:
         """One play (rolled back if its verification asks for it); whether the host goes on."""

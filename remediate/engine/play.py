@@ -159,7 +159,7 @@ class PlayRunner:
     def _done(self, spec: StepSpec, result: StepResult, variables: dict[str, Any]) -> None:
         """Keep the result, tell the live output and the audit trail (verification outcomes included), register it."""
         self.log.results.append(result)
-        if spec.verify and result.status not in (Status.SKIPPED, Status.FAILED):
+        if spec.verify and result.status not in (Status.SKIPPED, Status.FAILED, Status.PENDING):
             self.log.verified_at = self.ctx.clock()
         self.ctx.events.step_done(self.ctx.host.name, result)
         self.ctx.record(
