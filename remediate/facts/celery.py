@@ -35,6 +35,9 @@ DEFAULTS: Mapping[str, Any] = {
 }
 STATE_TEMPLATE = "celery_state.py.j2"
 PROBE_TEMPLATE = "celery_beat_probe.py.j2"
+# how much of a restarting or dead beat's log diagnose reads: celery 5.7.0 logs its traceback after the exception
+# line a finding quotes (relation ... does not exist), a line per fragment, which pushed it out of 40 lines
+BEAT_LOG_LINES = 300
 QUEUES_TEMPLATE = "celery_queues.py.j2"
 BANNER = re.compile(r"scheduler -> (\S+)")
 
@@ -316,7 +319,7 @@ def gather(transport: Transport, variables: Mapping[str, Any]) -> CeleryFacts:
         if beat in model.services and any(c.restart_count or not c.running or c.status == "restarting"
                                            for c in services.get(beat, ())):
             newest_beat = max(services[beat], key=lambda c: c.started_at or everything.now)
-            seen = _with(seen, beat_log=fc.tail(transport, newest_beat, 40))
+            seen = _with(seen, beat_log=fc.tail(transport, newest_beat, BEAT_LOG_LINES))
         # the settings beat really loads are read in beat's own container: the backend may run an older image
         asked = beat if seen.beat_started is not None else backend if backend in model.services else beat
         templates = resources.template_path()

@@ -61,10 +61,11 @@ Dial = Callable[[], Channel]
 class DockerAPI:
     """One host's Engine API, opened on first use; every answer is the API's own document."""
 
-    def __init__(self, host: str, dial: Dial | None, *, user: str | None = None,
+    def __init__(self, host: str, dial: Dial | None, *, user: str | None = None, role: str = "the SSH user",
                  argv: Sequence[str] = DIAL_STDIO) -> None:
         self.host = host
         self.user = user
+        self.role = role  # who `user` is, for the permission hint: the SSH user, the become user, the local user
         self._dial = dial  # None: this machine's socket
         self._argv = tuple(argv)
         self._channels: list[Channel] = []
@@ -111,11 +112,11 @@ class DockerAPI:
         last) said on its way out, and a hint."""
         if self._dial is None:
             return DockerUnavailable(f"{self.host}: cannot reach the Docker daemon at {_local_url()}: {_reason(exc)}"
-                                     + _hint(str(exc), self.user))
+                                     + _hint(str(exc), self.user, self.role))
         said, status = _last_words(chan or (self._channels[-1] if self._channels else None))
         how = f"`{' '.join(self._argv)}`" + (f" (exit {status})" if status is not None else "")
         return DockerUnavailable(f"{self.host}: cannot reach the Docker daemon through {how}: {said or _reason(exc)}"
-                                 + _hint(said, self.user))
+                                 + _hint(said, self.user, self.role))
 
     def close(self) -> None:
         """Close every subscription and the question channel (the host's dial-stdio processes exit)."""
@@ -468,11 +469,12 @@ def _reason(exc: BaseException) -> str:
     return str(exc.args[0]) if exc.args else str(exc)
 
 
-def _hint(said: str, user: str | None) -> str:
+def _hint(said: str, user: str | None, role: str = "the SSH user") -> str:
     if "permission denied" not in said.lower():
         return ""
-    who = f"the SSH user {user}" if user else "this user"
-    return f" ({who} may not use the Docker socket: add it to group docker, or connect as a user in it)"
+    who = f"{role} {user}" if user else "this user"
+    instead = {"the become user": "or become a user in it", "the local user": "or run remediate as a user in it"}
+    return f" ({who} may not use the Docker socket: add it to group docker, {instead.get(role, 'or connect as a user in it')})"
 
 
 def parse_time(text: str | None) -> datetime | None:

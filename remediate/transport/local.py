@@ -101,7 +101,7 @@ class LocalTransport:
         if self._docker is None:
             from .docker import DockerAPI
 
-            self._docker = DockerAPI(self.name, None, user=getpass.getuser())
+            self._docker = DockerAPI(self.name, None, user=getpass.getuser(), role="the local user")
         return self._docker
 
     def close(self) -> None:

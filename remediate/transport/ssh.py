@@ -628,7 +628,8 @@ class SSHTransport:
 
                 api = self._dockers[key] = DockerAPI(
                     self.name, lambda: self._open_channel(DIAL_STDIO, become, None),
-                    user=become.user if become else self.route.target.user)
+                    user=become.user if become else self.route.target.user,
+                    role="the become user" if become else "the SSH user")
             return api
 
     def close(self) -> None:

@@ -140,7 +140,7 @@ def outsider() -> Iterator[Outsider]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def inventory(path: Path, sshd: Sshd, user: str = "root", **host_vars: object) -> Path:
+def inventory(path: Path, sshd: Sshd, user: str = "root", /, **host_vars: object) -> Path:
     """An inventory with one host `lab` reached through `sshd` as `user`."""
     lines = [
         "hosts:", "  lab:",
@@ -250,7 +250,8 @@ def test_a_restart_is_proved_from_events_and_the_host_runs_no_docker_cli_per_que
     assert run.returncode == 0, run.stdout + run.stderr
     after = project_containers(engine_stack)["celery_beat"]
     started = when(after["State"]["StartedAt"])
-    assert after["Id"] == before["Id"] and started and started > when(before["State"]["StartedAt"])
+    earlier = when(before["State"]["StartedAt"])
+    assert after["Id"] == before["Id"] and started and earlier and started > earlier
     (step,) = steps_of(run)
     proof = step["data"]["proof"]["celery_beat"]
     assert proof["verdict"] == "running" and proof["container"] == after["Id"], proof
@@ -400,7 +401,7 @@ def test_an_unreachable_daemon_is_a_clear_error(lab_stack: LabStack, dead_daemon
 
 def test_a_user_without_access_to_the_daemon_is_told_why(outsider: Outsider, engine_sshd: EngineSshd,
                                                           tmp_path: Path) -> None:
-    inv = inventory(tmp_path / "inv.yml", engine_sshd.sshd, user=outsider.name, compose_dir=str(outsider.project))
+    inv = inventory(tmp_path / "inv.yml", engine_sshd.sshd, outsider.name, compose_dir=str(outsider.project))
 
     run = remediate("apply", "lab", "-i", str(inv), "-p", str(PLAYBOOKS / "compose-service.yml"), "-e", "service=app")
 

@@ -142,6 +142,14 @@ def test_a_user_without_access_is_told_what_to_do(said: str, user: str, hint: st
     assert _hint(said, user) == hint
 
 
+def test_the_hint_names_the_user_as_the_host_reaches_it() -> None:
+    said = "dial unix /var/run/docker.sock: connect: permission denied"
+    assert _hint(said, "app", "the become user") == (
+        " (the become user app may not use the Docker socket: add it to group docker, or become a user in it)")
+    assert _hint(said, "me", "the local user") == (
+        " (the local user me may not use the Docker socket: add it to group docker, or run remediate as a user in it)")
+
+
 @pytest.mark.parametrize(("server", "spoken"), [("1.41", "1.41"), ("1.45", "1.45"), ("1.50", "1.45"), ("1.9", "1.9")])
 def test_the_api_version_is_the_daemons_capped_at_docker_pys(server: str, spoken: str) -> None:
     assert _negotiate(server) == spoken
