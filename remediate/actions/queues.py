@@ -2,12 +2,13 @@
 polled until queues drained and tasks left TaskResult rows since a moment (a verification)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..celery import commands
-from ..celery.schedules import iso
+from ..celery.schedules import Task, iso, soonest
 from ..core.errors import StepError
 from ..facts import containers as fc
 from ..facts.celery import QueueFacts, parse_queues
@@ -15,11 +16,29 @@ from ..facts.django import ShellQuery
 from .base import Action, ExecContext, Outcome
 
 
+# beat's tick: a row due at T is sent by about T + 5 s
+TICK = timedelta(seconds=5)
+
+
+def scheduled(rows: Sequence[Task] | None, results: Sequence[str], since: datetime) -> tuple[datetime, tuple[Task, ...]] | None:
+    """When beat's schedule (django-celery-beat's enabled rows) next sends a task a wait for `results` counts
+    ("*": any): the soonest row's first due time after `since`, and the rows due then; None when the schedule
+    is unknown (another scheduler) or none of them can fire."""
+    if rows is None:
+        return None
+    return soonest([t for t in rows if "*" in results or t.task in results], since)
+
+
 @dataclass(frozen=True)
 class QueuesAction(Action):
     """What the workers consume, where tasks are sent and how many messages wait; with `drained` / `results`,
     wait until those queues are empty and those tasks (any task for "*") left a TaskResult since `since_service`
-    (re)started, else since this step began."""
+    (re)started, else since this step began.
+
+    A wait for results alone (no queue to drain: nothing waits that would leave them) on an app whose beat reads
+    django-celery-beat's rows knows when the next one is sent: it waits until `timeout` s after the soonest
+    row's first due time since then, and is PENDING at once when that send comes after --verify-timeout (a
+    host whose soonest task is hourly is not a failed proof); otherwise `timeout` s from the step's start."""
 
     runs_in_check = True
     is_change = False
@@ -84,7 +103,11 @@ class QueuesAction(Action):
         if not self.waits:
             return Outcome(data=self._data(self._ask(ctx, None)))
         since = self._since(ctx)
-        deadline = ctx.clock() + min(self.timeout, ctx.verify_timeout)
+        began = ctx.clock()
+        limit = began + ctx.verify_timeout
+        deadline = began + min(self.timeout, ctx.verify_timeout)
+        within = f"within {min(self.timeout, ctx.verify_timeout):g} s of {iso(since)}"
+        sends: tuple[datetime, tuple[Task, ...]] | None = None
         while True:
             q = self._ask(ctx, since)
             missing = self._missing(q)
@@ -94,8 +117,23 @@ class QueuesAction(Action):
             if not missing:
                 return Outcome(data=data, message=f"since {iso(since)}: " + "; ".join(
                     x for x in (f"waiting {seen}" if seen else "", f"TaskResult rows {done}" if done else "") if x))
-            if ctx.clock() >= deadline:
-                return Outcome(failed=True, data=data,
-                               message=f"within {min(self.timeout, ctx.verify_timeout):g} s of {iso(since)}: {'; '.join(missing)}")
+            now = ctx.clock()
+            results_only = not self.drained and all(name in q.consumed for name in self.consumed)
+            if results_only and q.now is not None and sends is None:
+                sends = scheduled(q.beat_rows, self.results, since)
+                if sends is not None:
+                    due, rows = sends
+                    names = ", ".join(t.name for t in rows)
+                    earliest = due + TICK
+                    data = {**data, "due": due.isoformat(), "tasks": [t.name for t in rows]}
+                    if earliest > q.now + timedelta(seconds=limit - now):
+                        return Outcome(pending=True, data={**data, "confirm_after": earliest.isoformat()},
+                                       message=f"PENDING: no TaskResult since {iso(since)} yet, and beat sends none "
+                                               f"before --verify-timeout {ctx.verify_timeout:g} s: {names} first due "
+                                               f"{iso(due)}; can be confirmed after {iso(earliest)}")
+                    deadline = max(deadline, min(limit, now + (earliest - q.now).total_seconds() + self.timeout))
+                    within = f"within {self.timeout:g} s of {names} due {iso(due)} (since {iso(since)})"
+            if now >= deadline:
+                return Outcome(failed=True, data=data, message=f"{within}: {'; '.join(missing)}")
             ctx.progress("; ".join(missing))
             ctx.sleep(self.interval)

@@ -161,6 +161,9 @@ class QueueFacts:
     lengths: Mapping[str, int | None]  # queue -> messages waiting (None: the broker would not say)
     results_since: Mapping[str, int] | None = None  # task name -> TaskResult rows since REMEDIATE_SINCE
     now: datetime | None = None
+    # the enabled PeriodicTask rows when the app's beat_scheduler is django-celery-beat's (beat's schedule then);
+    # None: another scheduler, or no django-celery-beat
+    beat_rows: tuple[Task, ...] | None = None
 
     @property
     def consumed(self) -> frozenset[str]:
@@ -202,6 +205,7 @@ def parse_queues(doc: Mapping[str, Any]) -> QueueFacts:
         {str(q): (None if n is None else int(n)) for q, n in (doc.get("lengths") or {}).items()},
         {str(t): int(n) for t, n in results.items()} if isinstance(results, Mapping) else None,
         parse_time(doc.get("now")),
+        parse_tasks(doc["beat_rows"]) if isinstance(doc.get("beat_rows"), list) else None,
     )
 
 

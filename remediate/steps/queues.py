@@ -18,7 +18,9 @@ class CeleryQueues(ComposeStep):
     it consumes]}, `lengths`, `consumed`, `unconsumed`, `idle_nodes`, and from `service`'s command
     `command_queues`, `missing` (sent to, not named, not consumed) and `stuck` (named, not consumed)), or with
     `consumed` / `drained` / `results` wait until a worker consumes those queues, they hold no message, and
-    those tasks ("*": any) left TaskResult rows since `since_service` started.
+    those tasks ("*": any) left TaskResult rows since `since_service` started (`timeout` s; a wait for results
+    alone, on an app whose beat reads django-celery-beat's rows, lasts until `timeout` s after the soonest row
+    is due, and is PENDING when that is beyond --verify-timeout).
 
     ```yaml
     - name: the queues
