@@ -108,6 +108,7 @@ class QueuesAction(Action):
         deadline = began + min(self.timeout, ctx.verify_timeout)
         within = f"within {min(self.timeout, ctx.verify_timeout):g} s of {iso(since)}"
         sends: tuple[datetime, tuple[Task, ...]] | None = None
+        sent: dict[str, Any] = {}  # when beat sends the soonest row the wait counts, once known
         while True:
             q = self._ask(ctx, since)
             missing = self._missing(q)
@@ -125,15 +126,15 @@ class QueuesAction(Action):
                     due, rows = sends
                     names = ", ".join(t.name for t in rows)
                     earliest = due + TICK
-                    data = {**data, "due": due.isoformat(), "tasks": [t.name for t in rows]}
+                    sent = {"due": due.isoformat(), "tasks": [t.name for t in rows]}
                     if earliest > q.now + timedelta(seconds=limit - now):
-                        return Outcome(pending=True, data={**data, "confirm_after": earliest.isoformat()},
+                        return Outcome(pending=True, data={**data, **sent, "confirm_after": earliest.isoformat()},
                                        message=f"PENDING: no TaskResult since {iso(since)} yet, and beat sends none "
                                                f"before --verify-timeout {ctx.verify_timeout:g} s: {names} first due "
                                                f"{iso(due)}; can be confirmed after {iso(earliest)}")
                     deadline = max(deadline, min(limit, now + (earliest - q.now).total_seconds() + self.timeout))
                     within = f"within {self.timeout:g} s of {names} due {iso(due)} (since {iso(since)})"
             if now >= deadline:
-                return Outcome(failed=True, data=data, message=f"{within}: {'; '.join(missing)}")
+                return Outcome(failed=True, data={**data, **sent}, message=f"{within}: {'; '.join(missing)}")
             ctx.progress("; ".join(missing))
             ctx.sleep(self.interval)

@@ -93,3 +93,4 @@ def test_a_send_that_leaves_no_result_fails_timeout_seconds_after_it_is_due() ->
     assert outcome.failed, outcome.message
     assert sum(sleeps) == 210  # due 12:01:00, +5 s tick, +150 s: 195 s after 12:00:20, in 30 s sleeps
     assert outcome.message.startswith("within 150 s of lab-heartbeat due 2026-12-01 12:01:00Z (since ")
+    assert outcome.data["tasks"] == ["lab-heartbeat"] and outcome.data["due"] == "2026-12-01T12:01:00+00:00"
