@@ -137,7 +137,8 @@ def _judge_seeds(facts: CeleryFacts) -> tuple[tuple[Finding, ...], tuple[TaskHea
             f"{len(code_schedule)} schedule(s) in code (app.conf.beat_schedule) and {len(state.tasks)} PeriodicTask "
             "row(s): with the DatabaseScheduler the rows rule; keep one source")
     lag = probe.lag() if probe is not None else UNKNOWN_LAG
-    health = assess(state.tasks, state.now or NO_CLOCK, facts.beat_started, lag, probe)
+    loaded = facts.beat_events.loaded(facts.beat_started) if facts.beat_events is not None else None
+    health = assess(state.tasks, state.now or NO_CLOCK, facts.beat_started, lag, probe, loaded)
     for h in health:
         if h.status in ("never_run", "overdue"):
             add(problem, h.status, f"PeriodicTask {h.task.name!r}: {h.detail}")

@@ -25,6 +25,9 @@ class RowVerdict:
     log: tuple[str, ...] = ()
     cron: str | None = None
     tz: str = "UTC"
+    # for a row never run: what this django-celery-beat counts its due times from, "load" (the moment beat
+    # builds its entry: a due time before beat loads its schedule is never sent) or "date_changed"; "" unknown
+    never_run_from: str = ""
 
     @property
     def never_fires(self) -> bool:
@@ -114,7 +117,7 @@ def parse_beat_probe(doc: Mapping[str, Any]) -> BeatProbe:
             if cron else None
         rows.append(RowVerdict(str(row.get("name")), str(row.get("outcome") or "ok"), str(row.get("error") or ""),
                                tuple(str(x) for x in row.get("log") or ()), expr,
-                               str((cron or {}).get("timezone") or "UTC")))
+                               str((cron or {}).get("timezone") or "UTC"), str(row.get("never_run_from") or "")))
 
     def number(key: str) -> float | None:
         value = doc.get(key)

@@ -129,3 +129,33 @@ def test_celery_builtins_are_checked_against_what_beats_app_registers() -> None:
     assert cel.unregistered(expected, {"apps.a.t"}) == ["apps.b.u"]
     builtins = cel.parse_beat_probe(OLD).builtin_tasks
     assert cel.unregistered(expected, {"apps.a.t"}, builtins) == ["apps.b.u", "celery.no_such_builtin"]
+
+
+def test_a_never_run_row_due_before_beat_loaded_its_schedule_is_pending_where_beat_counts_from_its_load() -> None:
+    """django-celery-beat 2.7.0 counts a never-run row from the moment it builds its entry (a due time between the
+    container's start and beat's load is never sent); 2.9.0 from the row's date_changed (sent late, at the load):
+    the probe says which this host's beat does, and only the first is pending."""
+    (quarter,) = cel.parse_tasks([row("process-document-obsoletion-dates", ("15", "*", "*", "*", "*"))])
+    now = datetime(2026, 12, 1, 19, 21, 0, tzinfo=timezone.utc)
+    started = datetime(2026, 12, 1, 19, 14, 50, tzinfo=timezone.utc)  # beat's container
+    loaded = datetime(2026, 12, 1, 19, 15, 3, tzinfo=timezone.utc)  # its log: "beat: Starting..."
+    lag = timedelta(seconds=185)
+
+    def probe(dcb: str, never_run_from: str, effective: str = "django_celery_beat.schedulers.DatabaseScheduler") -> cel.BeatProbe:
+        doc = probe_doc("5.4.0", dcb, ("process-document-obsoletion-dates", "ok", ""), effective=effective)
+        doc["rows"][0].update(crontab={"minute": "15", "hour": "*", "day_of_month": "*", "month_of_year": "*",
+                                       "day_of_week": "*", "timezone": "UTC"}, never_run_from=never_run_from)
+        return cel.parse_beat_probe(doc)
+
+    (h,) = cel.assess([quarter], now, started, lag, probe("2.7.0", "load"), loaded)
+    assert h.status == "pending", h
+    assert h.detail == ("never run; due 2026-12-01 19:15:00Z, before beat had loaded its schedule (2026-12-01 19:15:03Z), "
+                        "from which celery 5.4.0 / django-celery-beat 2.7.0 counts a never-run row: first sent "
+                        "2026-12-01 20:15:00Z")
+    (h,) = cel.assess([quarter], now, started, lag, probe("2.9.0", "date_changed"), loaded)
+    assert h.status == "never_run", "2.9.0 sends it at its load: not seen is never run"
+    early = datetime(2026, 12, 1, 19, 14, 40, tzinfo=timezone.utc)
+    (h,) = cel.assess([quarter], now, early, lag, probe("2.7.0", "load"), early + timedelta(seconds=5))
+    assert h.status == "never_run", "loaded before it was due (beyond beat's first tick): it should have been sent"
+    (h,) = cel.assess([quarter], now, started, lag, probe("2.7.0", "load", effective="celery.beat:PersistentScheduler"), loaded)
+    assert h.status == "never_run", "a beat that does not run the probed scheduler never sends the row at all"
